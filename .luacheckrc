@@ -1,0 +1,4 @@
+std = "lua54"
+max_line_length = 120
+exclude_files = { "build*/**", "node_modules/**", "spec/mcp/node_modules/**" }
+files["spec/**"] = { std = "+busted" }

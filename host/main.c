@@ -1,0 +1,168 @@
+/* main.c: the moonbox command line.
+ *
+ *   moonbox run SCRIPT.lua [ARGS...]   run a script (global `arg` as lua.c builds it)
+ *   moonbox mcp [...] / agent [...]     hand over to scripts/moonbox/cli.lua
+ *   moonbox --version | --help
+ *
+ * Everything runs inside a protected main (pmain, as lua.c): an uncaught error prints its
+ * traceback on stderr and the process exits 1. Nothing here calls exit() from Lua-callable code. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moonbox.h"
+
+#include "lua-cjson.h"
+
+static const char usage[] =
+    "usage: moonbox COMMAND [ARGS...]\n"
+    "\n"
+    "commands:\n"
+    "  run SCRIPT.lua [ARGS...]   run a Lua script inside the host (arg[1..] = ARGS)\n"
+    "  mcp [--root DIR] [--preset NAME] [--policy FILE] [--sandbox KIND] [--edit-format F]\n"
+    "                             serve the console toolset over MCP on stdin/stdout\n"
+    "  agent [--model M] [--root DIR] [...] PROMPT\n"
+    "                             run the built-in agent loop against an LLM API\n"
+    "  --version                  print the version\n"
+    "  --help                     print this help\n"
+    "\n"
+    "environment: MOONBOX_PATH  folder holding scripts/ and presets/ (default: beside the binary)\n";
+
+static int msghandler(lua_State *L)
+{
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+static int docall(lua_State *L, int nargs, int nres)
+{
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  int status = lua_pcall(L, nargs, nres, base);
+  lua_remove(L, base);
+  return status;
+}
+
+static void report(lua_State *L, int status)
+{
+  if (status != LUA_OK) {
+    fprintf(stderr, "moonbox: %s\n", lua_tostring(L, -1));
+    fflush(stderr);
+    lua_pop(L, 1);
+  }
+}
+
+/* arg[0] = script, arg[1..] = its arguments, negative indices for what came before (lua.c). */
+static void createargtable(lua_State *L, char **argv, int argc, int script)
+{
+  lua_createtable(L, argc - script - 1, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+static int run_script(lua_State *L, char **argv, int argc, int script)
+{
+  createargtable(L, argv, argc, script);
+  int status = luaL_loadfile(L, argv[script]);
+  if (status != LUA_OK) return status;
+  int n = argc - script - 1;
+  luaL_checkstack(L, n, "too many arguments to script");
+  for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
+  return docall(L, n, 0);
+}
+
+/* mcp and agent are Lua: require("moonbox.cli").main(command, args...) */
+static int run_cli(lua_State *L, char **argv, int argc, int cmd)
+{
+  createargtable(L, argv, argc, cmd);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "moonbox.cli");
+  int status = docall(L, 1, 1);
+  if (status != LUA_OK) return status;
+  lua_getfield(L, -1, "main");
+  lua_remove(L, -2);
+  int n = argc - cmd;
+  luaL_checkstack(L, n, "too many arguments");
+  for (int i = cmd; i < argc; i++) lua_pushstring(L, argv[i]);
+  status = docall(L, n, 1);
+  if (status == LUA_OK) {
+    /* main returns an exit status (integer) or nothing for success */
+    int code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    lua_pushinteger(L, code);
+    lua_setfield(L, LUA_REGISTRYINDEX, "moonbox.exit_code");
+  }
+  return status;
+}
+
+static int pmain(lua_State *L)
+{
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = (char **)lua_touserdata(L, 2);
+  luaL_openlibs(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_cjson);
+  lua_setfield(L, -2, "cjson");
+  lua_pop(L, 1);
+  mb_preload_natives(L);
+  mb_setup_paths(L, "/proc/self/exe");
+
+  const char *cmd = argc > 1 ? argv[1] : NULL;
+  int status;
+  if (cmd == NULL || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    fputs(usage, cmd ? stdout : stderr);
+    lua_pushinteger(L, cmd ? 0 : 2);
+    return 1;
+  } else if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-v") == 0) {
+    printf("moonbox %s (%s)\n", MB_VERSION, LUA_RELEASE);
+    lua_pushinteger(L, 0);
+    return 1;
+  } else if (strcmp(cmd, "run") == 0) {
+    if (argc < 3) {
+      fputs("moonbox: 'run' needs a script: moonbox run SCRIPT.lua [ARGS...]\n", stderr);
+      lua_pushinteger(L, 2);
+      return 1;
+    }
+    status = run_script(L, argv, argc, 2);
+  } else if (strcmp(cmd, "mcp") == 0 || strcmp(cmd, "agent") == 0) {
+    status = run_cli(L, argv, argc, 1);
+  } else {
+    fprintf(stderr, "moonbox: unknown command '%s' (try 'moonbox --help')\n", cmd);
+    lua_pushinteger(L, 2);
+    return 1;
+  }
+  report(L, status);
+  if (status != LUA_OK) {
+    lua_pushinteger(L, 1);
+  } else if (lua_getfield(L, LUA_REGISTRYINDEX, "moonbox.exit_code") != LUA_TNUMBER) {
+    lua_pop(L, 1);
+    lua_pushinteger(L, 0);
+  }
+  return 1;
+}
+
+int main(int argc, char **argv)
+{
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    fputs("moonbox: cannot create a Lua state: not enough memory\n", stderr);
+    return 1;
+  }
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  int status = lua_pcall(L, 2, 1, 0);
+  int code = status == LUA_OK ? (int)lua_tointeger(L, -1) : 1;
+  if (status != LUA_OK) report(L, status);
+  lua_close(L);
+  return code;
+}

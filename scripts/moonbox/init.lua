@@ -1,0 +1,31 @@
+-- moonbox: the public entry point.
+--
+-- Every public name is resolved on first use from the registry below (module, field), so a
+-- script that only checks permissions loads no Docker or HTTP code. A field of nil means the
+-- module itself is the value (moonbox.hashline, moonbox.runtimes).
+local M = {}
+
+local paths = package.loaded["moonbox.paths"] or {}
+M.version = paths.version
+M.paths = paths
+
+-- name = { module, field }; add a line here when a module adds a public name.
+local registry = {
+  monotonic = { "moonbox.core", "monotonic" },
+}
+
+M._registry = registry
+
+setmetatable(M, {
+  __index = function(t, name)
+    local entry = registry[name]
+    if entry == nil then return nil end
+    local mod = require(entry[1])
+    local value = mod
+    if entry[2] ~= nil then value = mod[entry[2]] end
+    rawset(t, name, value)
+    return value
+  end,
+})
+
+return M
