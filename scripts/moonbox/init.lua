@@ -12,6 +12,7 @@ M.paths = paths
 -- name = { module, field }; add a line here when a module adds a public name.
 local registry = {
   monotonic = { "moonbox.core", "monotonic" },
+  hashline = { "moonbox.hashline" },
 }
 
 M._registry = registry
