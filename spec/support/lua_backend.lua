@@ -9,7 +9,8 @@
 --   local b = lua_backend.new{ files = { ["/notes.md"] = "hello\n" } }
 --
 -- grep takes a PCRE subset (spec/support/regex.lua: no lookbehind), so its capabilities say
--- pcre = false. Expected failures return nil, "<context>: <detail>", CODE; misuse raises.
+-- pcre = false; with `regex = "native"` it uses PCRE2 through moonbox.backend instead.
+-- Expected failures return nil, "<context>: <detail>", CODE; misuse raises.
 local regex = require "spec.support.regex"
 
 local M = {}
@@ -489,6 +490,10 @@ function Backend:grep(pattern, opts)
     test = function(line)
       return (opts.ignore_case and line:lower() or line):find(needle, 1, true) ~= nil
     end
+  elseif self._native_regex then
+    local re, err = self._native_regex.regex(pattern, { ignore_case = opts.ignore_case or false })
+    if not re then return fail("INVALID", "grep: invalid regex %q: %s", pattern, err) end
+    test = function(line) return re:test(line) end
   else
     local re, err = regex.compile(pattern, { ignore_case = opts.ignore_case })
     if not re then return fail("INVALID", "grep: invalid regex %q: %s", pattern, err) end
@@ -531,10 +536,18 @@ function Backend:grep(pattern, opts)
   return out
 end
 
+-- opts.files: { [path] = content } to start with.
+-- opts.regex: "lua" (spec/support/regex.lua, the default) or "native" (PCRE2 through
+-- moonbox.backend's regex binding, when that module is built).
 function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("bad argument #1 to 'new' (table expected, got " .. type(opts) .. ")", 2) end
   local self = setmetatable({ _files = {} }, Backend)
+  if opts.regex == "native" then
+    self._native_regex = require "moonbox.backend"
+  elseif opts.regex ~= nil and opts.regex ~= "lua" then
+    error("bad argument #1 to 'new' (regex must be \"lua\" or \"native\")", 2)
+  end
   for path, content in pairs(opts.files or {}) do
     local r, msg = self:write(path, content)
     if not r then error(msg, 2) end
