@@ -13,6 +13,7 @@ M.paths = paths
 local registry = {
   monotonic = { "moonbox.core", "monotonic" },
   hashline = { "moonbox.hashline" },
+  local_backend = { "moonbox.localfs", "local_backend" },
 }
 
 M._registry = registry

@@ -1,0 +1,508 @@
+/* localfs_core.c: confined opens, parent resolution and atomic writes beneath an area's dir fd.
+ *
+ * No Lua here. Every function returns -errno on failure; the caller owns the fds and buffers it
+ * receives. Escapes are -EXDEV (reported as EACCES; plain permission errors stay EACCES). The walk
+ * resolver follows symlinks itself (at most LFS_MAXLINKS) and keeps a stack of directory fds so
+ * ".." inside a link target is physical, like the kernel's. The area's own fd is never closed here.
+ */
+#define _GNU_SOURCE /* O_PATH, O_TMPFILE */
+#include "localfs_core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LFS_MAXLINKS 40
+#define LFS_MAXPATH (64 * 1024) /* a spliced walk path longer than this is ENAMETOOLONG */
+
+static int openat2_missing;
+
+int lfs_openat2_missing(void)
+{
+  return openat2_missing;
+}
+
+/* ---- area set-up --------------------------------------------------------------------------- */
+
+/* Collapses "//", "/./" and a trailing '/' of an absolute path in place. */
+static void clean_abs(char *p)
+{
+  char *w = p;
+  for (const char *r = p; *r;) {
+    if (*r == '/') {
+      while (*r == '/') r++;
+      if (r[0] == '.' && (r[1] == '/' || r[1] == '\0')) {
+        r++;
+        continue;
+      }
+      *w++ = '/';
+    } else {
+      *w++ = *r++;
+    }
+  }
+  while (w > p + 1 && w[-1] == '/') w--;
+  if (w == p) *w++ = '/';
+  *w = '\0';
+}
+
+static int mkdir_p(char *path)
+{
+  for (char *s = path + 1;; s++) {
+    if (*s == '/' || *s == '\0') {
+      char c = *s;
+      *s = '\0';
+      int r = mkdir(path, 0777);
+      int err = errno;
+      *s = c;
+      if (r < 0 && err != EEXIST) return -err;
+      if (c == '\0') return 0;
+    }
+  }
+}
+
+int lfs_area_open(lfs_area *a, const char *dir, int resolver)
+{
+  memset(a, 0, sizeof *a);
+  a->dirfd = -1;
+  a->resolver = resolver;
+  size_t n = strlen(dir);
+  char cwd[PATH_MAX] = "";
+  if (dir[0] != '/' && !getcwd(cwd, sizeof cwd)) return -errno;
+  a->host = malloc(strlen(cwd) + n + 2);
+  if (!a->host) return -ENOMEM;
+  sprintf(a->host, "%s%s%s", cwd, cwd[0] ? "/" : "", dir);
+  clean_abs(a->host);
+  int r = mkdir_p(a->host);
+  if (r == 0) {
+    a->dirfd = open(a->host, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (a->dirfd < 0) r = -errno;
+  }
+  if (r == 0) {
+    a->real = realpath(a->host, NULL);
+    if (!a->real) r = -errno;
+  }
+  if (r < 0) lfs_area_close(a);
+  return r;
+}
+
+void lfs_area_close(lfs_area *a)
+{
+  if (a->dirfd >= 0) close(a->dirfd);
+  a->dirfd = -1;
+  free(a->host);
+  free(a->real);
+  a->host = a->real = NULL;
+}
+
+/* ---- the walk resolver ----------------------------------------------------------------------- */
+
+/* The part of an absolute link target below the area's top, or NULL when it points elsewhere. */
+static const char *below_top(const lfs_area *a, const char *target)
+{
+  const char *tops[2] = {a->host, a->real};
+  for (int i = 0; i < 2; i++) {
+    size_t n = strlen(tops[i]);
+    if (n == 1) return target + 1; /* the area is "/" */
+    if (strncmp(target, tops[i], n) == 0 && (target[n] == '/' || target[n] == '\0'))
+      return target + n;
+  }
+  return NULL;
+}
+
+typedef struct walk {
+  int *fds; /* fds[0] is the area's fd (borrowed); the rest are owned O_PATH directory fds */
+  size_t n, cap;
+  char *rest; /* the path still to resolve (owned) */
+} walk;
+
+static void walk_pop_to(walk *w, size_t n)
+{
+  while (w->n > n) close(w->fds[--w->n]);
+}
+
+static int walk_push(walk *w, int fd)
+{
+  if (w->n == w->cap) {
+    size_t cap = w->cap * 2;
+    int *fds = realloc(w->fds, cap * sizeof *fds);
+    if (!fds) {
+      close(fd);
+      return -ENOMEM;
+    }
+    w->fds = fds;
+    w->cap = cap;
+  }
+  w->fds[w->n++] = fd;
+  return 0;
+}
+
+/* Replaces the resolved prefix with a link target: rest = target "/" tail. */
+static int walk_splice(walk *w, const char *target, const char *tail)
+{
+  size_t tn = strlen(target), rn = strlen(tail);
+  if (tn + rn + 2 > LFS_MAXPATH) return -ENAMETOOLONG;
+  char *s = malloc(tn + rn + 2);
+  if (!s) return -ENOMEM;
+  memcpy(s, target, tn);
+  s[tn] = '/';
+  memcpy(s + tn + 1, tail, rn + 1);
+  free(w->rest);
+  w->rest = s;
+  return 0;
+}
+
+/* One step over a symlink named `name` in the current directory; `tail` is what follows it. */
+static int walk_follow(const lfs_area *a, walk *w, const char *name, const char *tail)
+{
+  char target[PATH_MAX];
+  ssize_t n = readlinkat(w->fds[w->n - 1], name, target, sizeof target - 1);
+  if (n < 0) return -errno;
+  target[n] = '\0';
+  const char *t = target;
+  if (t[0] == '/') {
+    t = below_top(a, target);
+    if (!t) return -EXDEV;
+    walk_pop_to(w, 1);
+  }
+  return walk_splice(w, t, tail);
+}
+
+static int walk_resolve(const lfs_area *a, walk *w, int flags, mode_t mode)
+{
+  char name[NAME_MAX + 1];
+  int links = 0;
+  size_t p = 0;
+  for (;;) {
+    const char *s = w->rest + p;
+    while (*s == '/') s++;
+    int cur = w->fds[w->n - 1];
+    if (*s == '\0') {
+      if (flags & O_CREAT) return -EISDIR;
+      int fd = openat(cur, ".", (flags & ~O_NOFOLLOW) | O_CLOEXEC);
+      return fd < 0 ? -errno : fd;
+    }
+    size_t len = strcspn(s, "/");
+    if (len > NAME_MAX) return -ENAMETOOLONG;
+    memcpy(name, s, len);
+    name[len] = '\0';
+    const char *tail = s + len;
+    while (*tail == '/') tail++;
+    int last = *tail == '\0';
+    p = (size_t)(tail - w->rest);
+    if (strcmp(name, ".") == 0) continue;
+    if (strcmp(name, "..") == 0) {
+      if (w->n == 1) return -EXDEV;
+      walk_pop_to(w, w->n - 1);
+      continue;
+    }
+    struct stat st;
+    if (fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      int err = errno;
+      if (err == ENOENT && last && (flags & O_CREAT)) {
+        int fd = openat(cur, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+        return fd < 0 ? -errno : fd;
+      }
+      return -err;
+    }
+    if (S_ISLNK(st.st_mode) && !(last && (flags & O_NOFOLLOW))) {
+      if (++links > LFS_MAXLINKS) return -ELOOP;
+      int r = walk_follow(a, w, name, tail);
+      if (r < 0) return r;
+      p = 0;
+      continue;
+    }
+    if (last) {
+      int fd = openat(cur, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+      return fd < 0 ? -errno : fd;
+    }
+    if (!S_ISDIR(st.st_mode)) return -ENOTDIR;
+    /* O_NOFOLLOW: if the entry became a symlink since the fstatat, this fails, never escapes. */
+    int fd = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int r = walk_push(w, fd);
+    if (r < 0) return r;
+  }
+}
+
+static int walk_open(const lfs_area *a, const char *rel, int flags, mode_t mode)
+{
+  walk w = {.fds = malloc(16 * sizeof(int)), .n = 0, .cap = 16, .rest = strdup(rel)};
+  int r = -ENOMEM;
+  if (w.fds && w.rest) {
+    w.fds[w.n++] = a->dirfd;
+    r = walk_resolve(a, &w, flags, mode);
+    walk_pop_to(&w, 1);
+  }
+  free(w.fds);
+  free(w.rest);
+  return r;
+}
+
+/* ---- public opens --------------------------------------------------------------------------- */
+
+int lfs_open(const lfs_area *a, const char *rel, int flags, mode_t mode)
+{
+  if (strlen(rel) >= PATH_MAX) return -ENAMETOOLONG;
+  if (a->resolver == LFS_RESOLVE_WALK || openat2_missing) return walk_open(a, rel, flags, mode);
+  struct open_how how = {
+      .flags = (uint64_t)(flags | O_CLOEXEC),
+      .mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+      .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+  };
+  long fd = syscall(SYS_openat2, a->dirfd, rel[0] ? rel : ".", &how, sizeof how);
+  if (fd >= 0) return (int)fd;
+  int err = errno;
+  if (err == ENOSYS) openat2_missing = 1;
+  /* EXDEV: the path left the area lexically or met an absolute symlink. The walk tells an
+   * absolute link that points back inside (followed) from a real escape (EXDEV). */
+  if (err == ENOSYS || err == EXDEV) return walk_open(a, rel, flags, mode);
+  return -err;
+}
+
+static int split_last(const char *rel, char *dir, size_t dircap, char *name, size_t namecap)
+{
+  const char *slash = strrchr(rel, '/');
+  const char *base = slash ? slash + 1 : rel;
+  size_t dn = slash ? (size_t)(slash - rel) : 0;
+  if (strlen(base) >= namecap) return -ENAMETOOLONG;
+  if (dn >= dircap) return -ENAMETOOLONG;
+  memcpy(dir, rel, dn);
+  dir[dn] = '\0';
+  strcpy(name, base);
+  if (name[0] == '\0' || strcmp(name, ".") == 0) return -EISDIR;
+  if (strcmp(name, "..") == 0) return -EXDEV;
+  return 0;
+}
+
+/* Opens directory `dir`, creating missing components (each re-resolved, so links are confined). */
+static int open_dirs(const lfs_area *a, const char *dir, int create)
+{
+  int fd = lfs_open(a, dir, O_PATH | O_DIRECTORY, 0);
+  if (fd != -ENOENT || !create || dir[0] == '\0') return fd;
+  char parent[PATH_MAX], name[NAME_MAX + 1];
+  int r = split_last(dir, parent, sizeof parent, name, sizeof name);
+  if (r < 0) return r == -EISDIR ? -ENOENT : r;
+  int pfd = open_dirs(a, parent, create);
+  if (pfd < 0) return pfd;
+  r = mkdirat(pfd, name, 0777);
+  int err = errno;
+  close(pfd);
+  if (r < 0 && err != EEXIST) return -err;
+  return lfs_open(a, dir, O_PATH | O_DIRECTORY, 0);
+}
+
+int lfs_parent(const lfs_area *a, const char *rel, int create, int *dirfd, char *name,
+               size_t namecap)
+{
+  char dir[PATH_MAX];
+  char *cur = strdup(rel);
+  if (!cur) return -ENOMEM;
+  int r = 0;
+  for (int links = 0;; links++) {
+    r = split_last(cur, dir, sizeof dir, name, namecap);
+    if (r < 0) break;
+    int fd = open_dirs(a, dir, create);
+    if (fd < 0) {
+      r = fd;
+      break;
+    }
+    struct stat st;
+    if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode)) {
+      *dirfd = fd;
+      break;
+    }
+    /* The target is a symlink: write through it, to wherever it points inside the area. */
+    char target[PATH_MAX];
+    ssize_t n = readlinkat(fd, name, target, sizeof target - 1);
+    close(fd);
+    if (n < 0) {
+      r = -errno;
+      break;
+    }
+    target[n] = '\0';
+    if (links >= LFS_MAXLINKS) {
+      r = -ELOOP;
+      break;
+    }
+    const char *t = target;
+    if (t[0] == '/' && !(t = below_top(a, target))) {
+      r = -EXDEV;
+      break;
+    }
+    while (*t == '/') t++;
+    size_t dn = strlen(dir), tn = strlen(t);
+    char *next = malloc(dn + tn + 2);
+    if (!next) {
+      r = -ENOMEM;
+      break;
+    }
+    if (target[0] == '/' || dn == 0)
+      memcpy(next, t, tn + 1);
+    else
+      sprintf(next, "%s/%s", dir, t);
+    free(cur);
+    cur = next;
+    if (strlen(cur) >= PATH_MAX) {
+      r = -ENAMETOOLONG;
+      break;
+    }
+  }
+  free(cur);
+  return r;
+}
+
+/* ---- whole-file I/O ---------------------------------------------------------------------------
+ */
+
+int lfs_read_fd(int fd, size_t hint, char **out, size_t *len)
+{
+  size_t cap = hint + 1, n = 0;
+  char *buf = malloc(cap + 1);
+  if (!buf) return -ENOMEM;
+  for (;;) {
+    if (n == cap) {
+      cap *= 2;
+      char *nb = realloc(buf, cap + 1);
+      if (!nb) {
+        free(buf);
+        return -ENOMEM;
+      }
+      buf = nb;
+    }
+    ssize_t got = read(fd, buf + n, cap - n);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      free(buf);
+      return -err;
+    }
+    if (got == 0) break;
+    n += (size_t)got;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+int lfs_read_all(const lfs_area *a, const char *rel, char **out, size_t *len)
+{
+  /* O_NONBLOCK: a FIFO planted in the tree must not hang the host; it is refused below. */
+  int fd = lfs_open(a, rel, O_RDONLY | O_NONBLOCK, 0);
+  if (fd < 0) return fd;
+  struct stat st;
+  int r = fstat(fd, &st) < 0 ? -errno : 0;
+  if (r == 0 && S_ISDIR(st.st_mode)) r = -EISDIR;
+  if (r == 0 && !S_ISREG(st.st_mode)) r = -EINVAL;
+  if (r == 0) r = lfs_read_fd(fd, (size_t)st.st_size, out, len);
+  close(fd);
+  return r;
+}
+
+static void temp_name(char *buf, size_t cap)
+{
+  uint64_t x;
+  if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^
+        (uint64_t)(uintptr_t)buf;
+  }
+  snprintf(buf, cap, ".mb-%016llx.tmp", (unsigned long long)x);
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Fills the open temp file: content, the old file's mode and owner, optional fsync, close. */
+static int fill_temp(int fd, const struct stat *old, const char *data, size_t len, int durable)
+{
+  int r = 0;
+  if (old) {
+    /* The temp file was created under the umask; give it the exact bits of the file it
+     * replaces. Set-id bits may be refused (EPERM) for a group we are not in: keep the rest. */
+    if (fchmod(fd, old->st_mode & 07777) < 0 && fchmod(fd, old->st_mode & 0777) < 0) r = -errno;
+    if (r == 0 && (old->st_uid != geteuid() || old->st_gid != getegid()))
+      (void)!fchown(fd, old->st_uid, old->st_gid); /* only root may; best effort otherwise */
+  }
+  if (r == 0) r = write_all(fd, data, len);
+  if (r == 0 && durable && fsync(fd) < 0) r = -errno;
+  if (close(fd) < 0 && r == 0) r = -errno;
+  return r;
+}
+
+/* Puts the finished temp file in place of `name`. Both ways are atomic for readers and against a
+ * crash of this process: the name holds the old bytes or the new ones, never a mix.
+ *
+ * A plain rename over an existing file costs ~0.5 ms on ext4, whatever the size: its
+ * auto_da_alloc heuristic allocates and starts writeback of the new blocks so that a *power*
+ * loss cannot leave a zero-length file. Without `durable` (which fsyncs instead, see
+ * lfs_write_atomic) we swap the two names with RENAME_EXCHANGE (~10 us) and unlink the old file,
+ * now under the temp name. A crash between the two steps leaves a stray ".mb-*.tmp" holding the
+ * old bytes, never a damaged target. File systems without RENAME_EXCHANGE get the rename. */
+static int replace(int dfd, const char *tmp, const char *name, int exchange)
+{
+  if (exchange) {
+    if (renameat2(dfd, tmp, dfd, name, RENAME_EXCHANGE) == 0) {
+      unlinkat(dfd, tmp, 0);
+      return 0;
+    }
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOENT) return -errno;
+  }
+  return renameat(dfd, tmp, dfd, name) < 0 ? -errno : 0;
+}
+
+int lfs_write_atomic(const lfs_area *a, const char *rel, const char *data, size_t len, int durable)
+{
+  int dfd;
+  char name[NAME_MAX + 1], tmp[32];
+  int r = lfs_parent(a, rel, 1, &dfd, name, sizeof name);
+  if (r < 0) return r;
+  struct stat st;
+  int have = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (have && S_ISDIR(st.st_mode)) r = -EISDIR;
+  int fd = -1;
+  for (int tries = 0; r == 0 && tries < 8; tries++) {
+    temp_name(tmp, sizeof tmp);
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd >= 0) break;
+    if (errno != EEXIST) r = -errno;
+  }
+  if (r == 0 && fd < 0) r = -EEXIST;
+  if (r == 0) {
+    int keep = have && S_ISREG(st.st_mode);
+    r = fill_temp(fd, keep ? &st : NULL, data, len, durable);
+    if (r == 0) r = replace(dfd, tmp, name, have && !durable);
+    if (r < 0) unlinkat(dfd, tmp, 0);
+  }
+  if (r == 0 && durable) {
+    /* The rename itself is durable only once the directory is synced. */
+    int d = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d >= 0) {
+      if (fsync(d) < 0) r = -errno;
+      close(d);
+    }
+  }
+  close(dfd);
+  return r;
+}

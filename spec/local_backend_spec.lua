@@ -1,0 +1,453 @@
+-- local_backend: what only a real, confined directory has (the shared protocol is in
+-- local_backend_conformance_spec.lua). Every confinement case runs under both resolvers:
+-- openat2(RESOLVE_BENEATH) and the O_NOFOLLOW component walk.
+local moonbox = require "moonbox"
+local tmp = require "spec.support.tmpdir"
+
+local q = tmp.sh_quote
+local exe = os.getenv("MOONBOX_EXE") or "build/moonbox"
+
+local function sh(cmd)
+  local ok = os.execute(cmd)
+  assert(ok == true or ok == 0, cmd)
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function spit(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function listing(dir)
+  local p = assert(io.popen("ls -A " .. q(dir)))
+  local s = p:read("a")
+  p:close()
+  return s
+end
+
+local function mode_of(path)
+  local p = assert(io.popen("stat -c %a " .. q(path)))
+  local s = p:read("l")
+  p:close()
+  return s
+end
+
+local function fails(code, r, msg, got)
+  assert.is_nil(r, "expected " .. code .. ", got a result")
+  assert.is_string(msg)
+  assert.equal(code, got, msg)
+  return msg
+end
+
+local function paths(list)
+  local out = {}
+  for i, e in ipairs(list) do out[i] = e.path end
+  return out
+end
+
+describe("local_backend constructor", function()
+  local dir, remove
+  before_each(function() dir, remove = tmp.make() end)
+  after_each(function() remove() end)
+
+  it("creates a missing root, nested", function()
+    local b = assert(moonbox.local_backend{ root = dir .. "/a/b/c" })
+    assert.equal(dir .. "/a/b/c", b:root())
+    assert.equal("", listing(dir .. "/a/b/c"))
+    assert.matches("^LocalBackend %(", tostring(b))
+    b:close()
+  end)
+
+  it("cleans the root path and uses the first allowed directory when root is missing", function()
+    local b = assert(moonbox.local_backend{ allowed = { dir .. "//x/./" } })
+    assert.equal(dir .. "/x", b:root())
+    b:close()
+  end)
+
+  it("creates allowed directories", function()
+    local b = assert(moonbox.local_backend{ root = dir .. "/r", allowed = { dir .. "/s1", dir .. "/s2/deep" } })
+    assert.equal("", listing(dir .. "/s2/deep"))
+    b:close()
+  end)
+
+  it("fails with a code when the root cannot be made", function()
+    spit(dir .. "/file", "x")
+    local r, msg, code = moonbox.local_backend{ root = dir .. "/file/sub" }
+    assert.is_nil(r)
+    assert.equal("ENOTDIR", code)
+    assert.matches("cannot open directory", msg, 1, true)
+    r, msg, code = moonbox.local_backend{ root = dir .. "/r", allowed = { dir .. "/file" } }
+    assert.is_nil(r)
+    assert.is_string(msg)
+    assert.is_string(code)
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() moonbox.local_backend("dir") end)
+    assert.has_error(function() moonbox.local_backend{ root = 42 } end)
+    assert.has_error(function() moonbox.local_backend{ root = dir, bogus = true } end)
+    assert.has_error(function() moonbox.local_backend{ root = dir, allowed = "x" } end)
+    assert.has_error(function() moonbox.local_backend{ root = dir, allowed = { 1 } } end)
+    assert.has_error(function() moonbox.local_backend{ root = dir, resolver = "magic" } end)
+    assert.has_error(function() moonbox.local_backend{ root = dir, durable = "yes" } end)
+    assert.has_error(function() moonbox.local_backend{ root = dir, [1] = true } end)
+  end)
+
+  it("reports its resolver and honours resolver = 'walk'", function()
+    local a = assert(moonbox.local_backend{ root = dir })
+    assert.is_truthy(({ openat2 = true, walk = true })[a:resolver()])
+    local w = assert(moonbox.local_backend{ root = dir, resolver = "walk" })
+    assert.equal("walk", w:resolver())
+    a:close()
+    w:close()
+  end)
+
+  it("closes once; a closed backend raises", function()
+    local b = assert(moonbox.local_backend{ root = dir })
+    b:close()
+    b:close()
+    assert.matches("closed", tostring(b))
+    assert.has_error(function() b:read("/x") end, "attempt to use a closed LocalBackend")
+    do
+      local c <close> = assert(moonbox.local_backend{ root = dir }) -- luacheck: ignore 211
+    end
+  end)
+end)
+
+for _, resolver in ipairs({ "auto", "walk" }) do
+  describe("local_backend confinement (" .. resolver .. ")", function()
+    local root, outside, b, remove, remove_out
+    before_each(function()
+      root, remove = tmp.make()
+      outside, remove_out = tmp.make()
+      spit(outside .. "/secret.txt", "SECRET\n")
+      b = assert(moonbox.local_backend{ root = root, resolver = resolver })
+    end)
+    after_each(function()
+      b:close()
+      remove()
+      remove_out()
+    end)
+
+    local function outside_untouched()
+      assert.equal("SECRET\n", slurp(outside .. "/secret.txt"))
+      assert.equal("secret.txt\n", listing(outside))
+    end
+
+    it("refuses .. escapes with EACCES and says why", function()
+      for _, p in ipairs({ "../x", "/../x", "a/../../x", "..", root .. "/../x" }) do
+        local msg = fails("EACCES", b:write(p, "x"))
+        assert.matches("outside the root", msg, 1, true)
+        fails("EACCES", b:read(p))
+        assert.is_false(b:exists(p))
+      end
+      outside_untouched()
+    end)
+
+    it("refuses a symlink to an outside file, existing and dangling, for every operation", function()
+      sh("ln -s " .. q(outside .. "/secret.txt") .. " " .. q(root .. "/link"))
+      sh("ln -s " .. q(outside .. "/nothing") .. " " .. q(root .. "/dangling"))
+      sh("ln -s ../../../../../../../../" .. q(outside:sub(2) .. "/secret.txt") .. " " .. q(root .. "/rel"))
+      for _, p in ipairs({ "/link", "/dangling", "/rel" }) do
+        fails("EACCES", b:read(p))
+        fails("EACCES", b:read_bytes(p))
+        fails("EACCES", b:write(p, "PWNED"))
+        fails("EACCES", b:edit(p, "SECRET", "PWNED"))
+        fails("EACCES", b:grep("SECRET", { path = p }))
+        assert.is_false(b:exists(p))
+      end
+      assert.same({}, b:ls("/"))
+      assert.same({}, b:glob("**"))
+      assert.same({}, b:grep("SECRET", { ignore_hidden = false }))
+      outside_untouched()
+    end)
+
+    it("refuses a symlinked directory in the middle of a path, also for new files", function()
+      sh("ln -s " .. q(outside) .. " " .. q(root .. "/out"))
+      fails("EACCES", b:read("/out/secret.txt"))
+      fails("EACCES", b:write("/out/new.txt", "x"))
+      fails("EACCES", b:write("/out/deep/er/new.txt", "x"))
+      fails("EACCES", b:ls("/out"))
+      fails("EACCES", b:glob("*", "/out"))
+      outside_untouched()
+    end)
+
+    it("refuses magic links and link loops without hanging", function()
+      sh("ln -s /proc/self/root " .. q(root .. "/proc"))
+      sh("ln -s loop2 " .. q(root .. "/loop1") .. " && ln -s loop1 " .. q(root .. "/loop2"))
+      fails("EACCES", b:read("/proc/etc/passwd"))
+      fails("EACCES", b:read("/loop1"))
+      fails("EACCES", b:write("/loop1", "x"))
+      assert.is_false(b:exists("/loop2"))
+    end)
+
+    it("follows symlinks that stay inside, relative or absolute, and writes through them", function()
+      assert(b:write("/real/data.txt", "one\n"))
+      sh("ln -s real " .. q(root .. "/rel"))
+      sh("ln -s " .. q(root .. "/real") .. " " .. q(root .. "/abs"))
+      sh("mkdir " .. q(root .. "/sub") .. " && ln -s ../real/data.txt " .. q(root .. "/sub/file-link"))
+      assert.equal("one\n", b:read_bytes("/rel/data.txt"))
+      assert.equal("one\n", b:read_bytes("/abs/data.txt"))
+      assert(b:write("/sub/file-link", "two\n"))
+      assert.equal("two\n", slurp(root .. "/real/data.txt"))
+      local p = assert(io.popen("readlink " .. q(root .. "/sub/file-link")))
+      assert.equal("../real/data.txt", p:read("l"))
+      p:close()
+      assert.same({ path = "/abs/data.txt", occurrences = 1 }, b:edit("/abs/data.txt", "two", "three"))
+      assert.equal("three\n", slurp(root .. "/real/data.txt"))
+      -- a dangling link inside the root: writing creates its target
+      sh("ln -s made/later.txt " .. q(root .. "/pending"))
+      assert(b:write("/pending", "now\n"))
+      assert.equal("now\n", slurp(root .. "/made/later.txt"))
+    end)
+
+    it("lists and globs links to files inside, but does not walk into linked directories", function()
+      assert(b:write("/d/a.txt", "hit\n"))
+      sh("ln -s d/a.txt " .. q(root .. "/alias.txt"))
+      sh("ln -s d " .. q(root .. "/dlink"))
+      local ls = b:ls("/")
+      assert.same({ "d", "dlink", "alias.txt" }, { ls[1].name, ls[2].name, ls[3].name })
+      assert.is_true(ls[2].is_dir)
+      assert.same({ "/alias.txt", "/d/a.txt" }, paths(b:glob("**/*.txt")))
+      assert.same({ "/alias.txt", "/d/a.txt" }, paths(b:grep("hit")))
+      assert.same({ "/dlink/a.txt" }, paths(b:grep("hit", { path = "/dlink" })))
+    end)
+
+    it("refuses a directory swapped for an outside symlink between calls", function()
+      assert(b:write("/work/a.txt", "inside\n"))
+      assert.equal("inside\n", b:read_bytes("/work/a.txt"))
+      sh("mv " .. q(root .. "/work") .. " " .. q(root .. "/old"))
+      sh("ln -s " .. q(outside) .. " " .. q(root .. "/work"))
+      fails("EACCES", b:read("/work/secret.txt"))
+      fails("EACCES", b:write("/work/a.txt", "x"))
+      fails("EACCES", b:edit("/work/secret.txt", "SECRET", "x"))
+      assert.same({}, b:grep("SECRET"))
+      outside_untouched()
+    end)
+
+    it("refuses NUL bytes and over-long names with INVALID", function()
+      fails("INVALID", b:write("/a\0b", "x"))
+      assert.is_false(b:exists("/a\0b"))
+      fails("INVALID", b:write("/" .. string.rep("n", 4096), "x"))
+      fails("INVALID", b:read(string.rep("n", 256)))
+      assert.equal("", listing(root))
+    end)
+
+    it("takes absolute host paths inside the root and virtual paths for the rest", function()
+      assert.same({ path = "/x/y.txt" }, b:write(root .. "/x/y.txt", "y\n"))
+      assert.same({ "/x/y.txt" }, paths(b:glob("**", root .. "/x")))
+      fails("ENOENT", b:read(outside .. "/secret.txt"))
+      assert(b:write(outside .. "/secret.txt", "virtual\n"))
+      assert.equal("virtual\n", slurp(root .. outside .. "/secret.txt"))
+      outside_untouched()
+    end)
+
+    it("does not hang on a FIFO and skips it in searches", function()
+      sh("mkfifo " .. q(root .. "/pipe"))
+      assert(b:write("/f.txt", "pipe dream\n"))
+      fails("INVALID", b:read("/pipe"))
+      fails("INVALID", b:read_bytes("/pipe"))
+      assert.is_false(b:exists("/pipe"))
+      assert.same({ "/f.txt" }, paths(b:grep("pipe")))
+      assert.same({ "/f.txt" }, paths(b:glob("*")))
+    end)
+  end)
+end
+
+describe("local_backend allowed directories", function()
+  local dir, remove, b
+  before_each(function()
+    dir, remove = tmp.make()
+    b = assert(moonbox.local_backend{ root = dir .. "/root", allowed = { dir .. "/shared" } })
+  end)
+  after_each(function()
+    b:close()
+    remove()
+  end)
+
+  it("reads and writes an allowed directory by its host path; results carry host paths", function()
+    local shared = dir .. "/shared"
+    assert.same({ path = shared .. "/notes.md" }, b:write(shared .. "/notes.md", "note\n"))
+    assert.equal("note\n", slurp(shared .. "/notes.md"))
+    assert.equal("     1\tnote", b:read(shared .. "/notes.md"))
+    assert.same({ shared .. "/notes.md" }, paths(b:ls(shared)))
+    assert.same({ shared .. "/notes.md" }, paths(b:glob("*.md", shared)))
+    assert.same({ shared .. "/notes.md" }, paths(b:grep("note", { path = shared })))
+    -- the root's own listing and searches stay virtual and do not include the allowed dir
+    assert.same({}, b:ls("/"))
+    assert.same({}, b:grep("note"))
+  end)
+
+  it("confines an allowed directory like the root", function()
+    local shared = dir .. "/shared"
+    fails("EACCES", b:read(shared .. "/../root/x"))
+    sh("ln -s .. " .. q(shared .. "/up"))
+    fails("EACCES", b:read(shared .. "/up/root/x"))
+    fails("EACCES", b:write(shared .. "/up/escape.txt", "x"))
+  end)
+end)
+
+describe("local_backend writes", function()
+  local root, remove, b
+  before_each(function()
+    root, remove = tmp.make()
+    b = assert(moonbox.local_backend{ root = root })
+  end)
+  after_each(function()
+    b:close()
+    remove()
+  end)
+
+  it("stores bytes exactly and leaves no temp files", function()
+    local cases = { "a\r\nb\r\n", "nul\0byte", "no final newline", "", "\xff\xfe\x00\x01" }
+    for i, s in ipairs(cases) do
+      local p = "/f" .. i
+      assert(b:write(p, s))
+      assert.equal(s, slurp(root .. p))
+      assert.equal(s, b:read_bytes(p))
+      assert(b:write(p, s .. "!"))
+      assert.equal(s .. "!", slurp(root .. p))
+    end
+    assert.equal("f1\nf2\nf3\nf4\nf5\n", listing(root))
+  end)
+
+  it("edits byte-exactly and keeps CRLF, a late NUL and a missing final newline", function()
+    local pad = string.rep("p", 9000) -- a NUL past the first 8 KiB does not make a file binary
+    assert(b:write("/w.txt", "one\r\ntwo\r\n" .. pad .. "\0three"))
+    assert.same({ path = "/w.txt", occurrences = 1 }, b:edit("/w.txt", "two", "2"))
+    assert.equal("one\r\n2\r\n" .. pad .. "\0three", slurp(root .. "/w.txt"))
+    assert(b:write("/bin", "\0two"))
+    fails("BINARY", b:edit("/bin", "two", "2"))
+    assert.equal("\0two", slurp(root .. "/bin"))
+  end)
+
+  it("gives new files the umask's mode and keeps an existing file's mode", function()
+    assert(b:write("/new.txt", "x"))
+    local p = assert(io.popen("umask"))
+    local umask = tonumber(p:read("l"), 8)
+    p:close()
+    assert.equal(string.format("%o", 438 & ~umask), mode_of(root .. "/new.txt"))
+    sh("chmod 600 " .. q(root .. "/new.txt"))
+    assert(b:write("/new.txt", "y"))
+    assert.equal("600", mode_of(root .. "/new.txt"))
+    sh("chmod 4755 " .. q(root .. "/new.txt"))
+    assert(b:edit("/new.txt", "y", "z"))
+    assert.equal("4755", mode_of(root .. "/new.txt"))
+  end)
+
+  it("writes durably when asked", function()
+    local d = assert(moonbox.local_backend{ root = root, durable = true })
+    assert(d:write("/dur/a.txt", "1"))
+    assert(d:write("/dur/a.txt", "2"))
+    assert.equal("2", slurp(root .. "/dur/a.txt"))
+    assert.equal("a.txt\n", listing(root .. "/dur"))
+    d:close()
+  end)
+
+  it("refuses to write over a directory, under a file, or the root", function()
+    assert(b:write("/d/x", "x"))
+    assert(b:write("/file", "f"))
+    fails("EISDIR", b:write("/d", "x"))
+    fails("ENOTDIR", b:write("/file/x", "x"))
+    fails("EISDIR", b:write("/", "x"))
+    assert.equal("x", slurp(root .. "/d/x"))
+    assert.equal("d\nfile\n", listing(root))
+  end)
+
+  it("leaves the old content and no temp file when a write fails midway", function()
+    assert(b:write("/keep.txt", "old content\n"))
+    local script = os.tmpname()
+    spit(script, [[
+      local b = assert(require("moonbox").local_backend{ root = ...})
+      local r, msg, code = b:write("/keep.txt", string.rep("x", 1024 * 1024))
+      io.write(tostring(r), " ", tostring(code), "\n")
+    ]])
+    -- A 64 KiB file-size limit makes write(2) fail with EFBIG after the temp file is made.
+    local p = assert(io.popen("sh -c " .. q("trap '' XFSZ; ulimit -f 128; exec " .. exe .. " run "
+      .. q(script) .. " " .. q(root)) .. " 2>&1"))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    assert.equal("nil EIO\n", out)
+    assert.equal("old content\n", slurp(root .. "/keep.txt"))
+    assert.equal("keep.txt\n", listing(root))
+  end)
+end)
+
+describe("local_backend methods", function()
+  local root, remove, b
+  before_each(function()
+    root, remove = tmp.make()
+    b = assert(moonbox.local_backend{ root = root })
+  end)
+  after_each(function()
+    b:close()
+    remove()
+  end)
+
+  it("ls: directories first, then names; sizes and ISO times; a file lists itself", function()
+    assert(b:write("/b.txt", "bb"))
+    assert(b:write("/a.txt", "a"))
+    assert(b:write("/z/x", ""))
+    local ls = b:ls()
+    assert.same({ "/z", "/a.txt", "/b.txt" }, paths(ls))
+    assert.is_nil(ls[1].size)
+    assert.equal(1, ls[2].size)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z$", ls[2].modified_at)
+    assert.same({ "/b.txt" }, paths(b:ls("b.txt")))
+    fails("ENOENT", b:ls("/missing"))
+    assert.has_error(function() b:ls({}) end)
+  end)
+
+  it("read: directories, missing files and bad offsets fail with codes", function()
+    assert(b:write("/t.txt", "a\nb\n"))
+    fails("EISDIR", b:read("/"))
+    fails("ENOENT", b:read("/nope"))
+    fails("INVALID", b:read("/t.txt", -1))
+    fails("INVALID", b:read("/t.txt", 0, 0))
+    fails("INVALID", b:read("/t.txt", 5))
+    assert.equal("     2\tb", b:read("/t.txt", 1, 1))
+    assert.has_error(function() b:read("/t.txt", "x") end)
+  end)
+
+  it("edit: argument checks and failure codes", function()
+    assert(b:write("/e.txt", "x x\n"))
+    fails("NOT_UNIQUE", b:edit("/e.txt", "x", "y"))
+    fails("NOT_FOUND", b:edit("/e.txt", "q", "y"))
+    fails("ENOENT", b:edit("/none.txt", "q", "y"))
+    fails("EISDIR", b:edit("/", "q", "y"))
+    assert.same({ path = "/e.txt", occurrences = 2 }, b:edit("/e.txt", "x", "y", true))
+    assert.has_error(function() b:edit("/e.txt", "x") end)
+    assert.has_error(function() b:edit("/e.txt", "x", "y", "yes") end)
+  end)
+
+  it("glob: missing or file bases give {}, a bad pattern fails", function()
+    assert(b:write("/f.txt", "x"))
+    assert.same({}, b:glob("*", "/missing"))
+    assert.same({}, b:glob("*", "/f.txt"))
+    fails("INVALID", b:glob("a\0b"))
+    assert.has_error(function() b:glob(nil) end)
+  end)
+
+  it("grep: a missing path is ENOENT, max stops early in path order, skip dirs are skipped", function()
+    for i = 1, 5 do assert(b:write(string.format("/d%d/f.txt", i), "hit\nhit\n")) end
+    assert(b:write("/node_modules/m.js", "hit\n"))
+    assert(b:write("/.hidden/h.txt", "hit\n"))
+    fails("ENOENT", b:grep("hit", { path = "/missing" }))
+    local r = b:grep("hit", { max = 3 })
+    assert.same({ "/d1/f.txt", "/d1/f.txt", "/d2/f.txt" }, paths(r))
+    assert.equal(10, #b:grep("hit"))
+    assert.equal(11, #b:grep("hit", { ignore_hidden = false }))
+    assert.same({ "/.hidden/h.txt" }, paths(b:grep("hit", { path = "/.hidden/h.txt" })))
+    fails("INVALID", b:grep("hit", { max = 0 }))
+    fails("INVALID", b:grep("(", {}))
+  end)
+end)
