@@ -275,13 +275,19 @@ static bool hint_line_endings(mb_buf *err, const char *data, size_t len, const c
       ok = mb_buf_add(&conv, o + i, 1);
   }
   size_t n = ok && conv.len ? count_matches(data, len, conv.data, conv.len, 0) : 0;
+  size_t line = 1;
+  if (n) {
+    const char *m = memmem(data, len, conv.data, conv.len);
+    for (const char *q = data; (q = memchr(q, '\n', (size_t)(m - q))); q++) line++;
+  }
   mb_buf_free(&conv);
   if (!n) return false;
   mb_buf_printf(err,
                 "\nThe file uses %s line endings and old text uses %s: with %s line endings old "
-                "text occurs %zu time%s. Send old and new text with the file's line endings.",
+                "text occurs %zu time%s, first at line %zu. Send old and new text with the file's "
+                "line endings.",
                 has_lf ? "CRLF (\\r\\n)" : "LF (\\n)", has_lf ? "LF (\\n)" : "CRLF (\\r\\n)",
-                has_lf ? "CRLF" : "LF", n, n == 1 ? "" : "s");
+                has_lf ? "CRLF" : "LF", n, n == 1 ? "" : "s", line);
   return true;
 }
 
@@ -344,6 +350,15 @@ static bool hint_closest(mb_buf *err, const char *data, size_t len, const char *
   else
     mb_buf_printf(err, "\nClosest match: lines %zu-%zu", best_start + 1, best_start + count);
   mb_buf_addstr(err, exact_shape ? " (same text, different whitespace):" : " (similar text):");
+  for (size_t k = 0; k < count && k < HINT_MAX_LINES; k++) {
+    span f = fl.v[best_start + k];
+    if (f.n && f.p[f.n - 1] == '\r') f.n--;
+    mb_buf_printf(err, "\n%6zu\t%.*s%s", best_start + k + 1,
+                  (int)(f.n > HINT_SHOW_BYTES ? HINT_SHOW_BYTES : f.n), f.p,
+                  f.n > HINT_SHOW_BYTES ? "..." : "");
+  }
+  if (count > HINT_MAX_LINES) mb_buf_addstr(err, "\n   ...");
+  mb_buf_addstr(err, "\nDifferences:");
   size_t described = 0;
   for (size_t k = 0; k < count && described < HINT_MAX_LINES; k++) {
     size_t before = err->len;
