@@ -14,6 +14,7 @@ local registry = {
   monotonic = { "moonbox.core", "monotonic" },
   hashline = { "moonbox.hashline" },
   local_backend = { "moonbox.localfs", "local_backend" },
+  state_backend = { "moonbox.state", "new" },
 }
 
 M._registry = registry
