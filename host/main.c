@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "moonbox.h"
+#include "scheduler.h"
 
 #include "lua-cjson.h"
 
@@ -27,7 +28,8 @@ static const char usage[] =
     "  --version                  print the version\n"
     "  --help                     print this help\n"
     "\n"
-    "environment: MOONBOX_PATH  folder holding scripts/ and presets/ (default: beside the binary)\n";
+    "environment: MOONBOX_PATH  folder holding scripts/ and presets/ (default: beside the "
+    "binary)\n";
 
 static int msghandler(lua_State *L)
 {
@@ -70,6 +72,8 @@ static void createargtable(lua_State *L, char **argv, int argc, int script)
   lua_setglobal(L, "arg");
 }
 
+/* The script's main chunk runs as a task; the loop runs until it and every task it spawned
+ * are done. If the main task fails, the others are cancelled and its traceback is the error. */
 static int run_script(lua_State *L, char **argv, int argc, int script)
 {
   createargtable(L, argv, argc, script);
@@ -78,7 +82,24 @@ static int run_script(lua_State *L, char **argv, int argc, int script)
   int n = argc - script - 1;
   luaL_checkstack(L, n, "too many arguments to script");
   for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
-  return docall(L, n, 0);
+  mb_task *main_task = mb_task_spawn(L, n, 0);
+  int stuck = mb_sched_run(L, main_task);
+  const char *st = mb_task_status(main_task);
+  if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
+    mb_sched_cancel_all(L);
+    if (!mb_task_push_traceback(L, main_task)) lua_pushliteral(L, "the main task was cancelled");
+    return LUA_ERRRUN;
+  }
+  if (stuck > 0) {
+    lua_pushfstring(L,
+                    "%d task(s) are waiting for something that can never happen (a join "
+                    "cycle?); they were cancelled",
+                    stuck);
+    mb_sched_cancel_all(L);
+    return LUA_ERRRUN;
+  }
+  lua_pop(L, 1);
+  return LUA_OK;
 }
 
 /* mcp and agent are Lua: require("moonbox.cli").main(command, args...) */

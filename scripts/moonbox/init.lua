@@ -15,6 +15,13 @@ local registry = {
   hashline = { "moonbox.hashline" },
   local_backend = { "moonbox.localfs", "local_backend" },
   state_backend = { "moonbox.state", "new" },
+  -- tasks and the loop (modules/task)
+  spawn = { "moonbox.task", "spawn" },
+  sleep = { "moonbox.task", "sleep" },
+  now = { "moonbox.task", "now" },
+  run = { "moonbox.task", "run" },
+  in_task = { "moonbox.task", "in_task" },
+  io = { "moonbox.task", "io" },
 }
 
 M._registry = registry
