@@ -133,6 +133,10 @@ mb_code mb_edit_apply(const char *data, size_t len, const char *old_s, size_t ol
                       const char *new_s, size_t new_len, bool replace_all, const char *path,
                       mb_buf *out, size_t *occurrences, mb_buf *err);
 
+/* First occurrence of needle nd in h, or NULL (h itself for an empty needle). Faster than
+ * memmem on source text, where common prefixes repeat on every line (backend_find.c). */
+const char *mb_find(const char *h, size_t hn, const char *nd, size_t nn);
+
 /* ---- glob ------------------------------------------------------------------------------------ */
 
 /* A compiled glob, matched against paths relative to a search root ("src/a.py"):

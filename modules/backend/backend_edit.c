@@ -244,7 +244,7 @@ static size_t count_matches(const char *h, size_t hn, const char *nd, size_t nn,
   size_t count = 0;
   const char *p = h, *end = h + hn;
   while ((size_t)(end - p) >= nn) {
-    const char *m = memmem(p, (size_t)(end - p), nd, nn);
+    const char *m = mb_find(p, (size_t)(end - p), nd, nn);
     if (!m) break;
     count++;
     if (stop && count >= stop) break;
@@ -277,7 +277,7 @@ static bool hint_line_endings(mb_buf *err, const char *data, size_t len, const c
   size_t n = ok && conv.len ? count_matches(data, len, conv.data, conv.len, 0) : 0;
   size_t line = 1;
   if (n) {
-    const char *m = memmem(data, len, conv.data, conv.len);
+    const char *m = mb_find(data, len, conv.data, conv.len);
     for (const char *q = data; (q = memchr(q, '\n', (size_t)(m - q))); q++) line++;
   }
   mb_buf_free(&conv);
@@ -416,19 +416,24 @@ mb_code mb_edit_apply(const char *data, size_t len, const char *old_s, size_t ol
                   name, kind == MB_BIN_NUL ? "NUL byte" : "invalid UTF-8", where);
     return MB_BINARY;
   }
-  size_t count = count_matches(data, len, old_s, old_len, 0);
-  if (count == 0) {
+  /* One pass over the content on the success path: find the first match, then either the
+   * second (refusing when not replace_all) or all of them while copying. */
+  const char *end = data + len;
+  const char *first = mb_find(data, len, old_s, old_len);
+  if (!first) {
     bool ok = mb_buf_printf(err, "edit%s: old text not found", name) &&
               (hint_line_endings(err, data, len, old_s, old_len) ||
                hint_closest(err, data, len, old_s, old_len));
     return ok ? MB_NOT_FOUND : MB_ENOMEM;
   }
-  if (count > 1 && !replace_all) {
+  const char *after = first + old_len;
+  if (!replace_all && mb_find(after, (size_t)(end - after), old_s, old_len)) {
+    size_t count = count_matches(data, len, old_s, old_len, 0);
     mb_buf_printf(err, "edit%s: old text found %zu times (at lines ", name, count);
     const char *from = data, *p = data;
     size_t line = 1;
     for (size_t i = 0; i < count && i < 5; i++) {
-      const char *m = memmem(p, (size_t)(data + len - p), old_s, old_len);
+      const char *m = mb_find(p, (size_t)(end - p), old_s, old_len);
       mb_buf_printf(err, "%s%zu", i ? ", " : "", line_of(data, m, &from, &line));
       p = m + old_len;
     }
@@ -438,17 +443,17 @@ mb_code mb_edit_apply(const char *data, size_t len, const char *old_s, size_t ol
                   count > 5 ? ", ..." : "", count);
     return MB_NOT_UNIQUE;
   }
-  size_t n = replace_all ? count : 1;
-  size_t grow = new_len > old_len ? (new_len - old_len) * n : 0;
+  size_t grow = new_len > old_len ? new_len - old_len : 0;
   if (!mb_buf_reserve(out, len + grow)) return MB_ENOMEM;
-  const char *p = data, *end = data + len;
-  for (size_t i = 0; i < n; i++) {
-    const char *m = memmem(p, (size_t)(end - p), old_s, old_len);
-    mb_buf_add(out, p, (size_t)(m - p));
-    mb_buf_add(out, new_s, new_len);
+  size_t n = 0;
+  const char *p = data, *m = first;
+  while (m) {
+    if (!mb_buf_add(out, p, (size_t)(m - p)) || !mb_buf_add(out, new_s, new_len)) return MB_ENOMEM;
+    n++;
     p = m + old_len;
+    m = replace_all && p < end ? mb_find(p, (size_t)(end - p), old_s, old_len) : NULL;
   }
-  mb_buf_add(out, p, (size_t)(end - p));
+  if (!mb_buf_add(out, p, (size_t)(end - p))) return MB_ENOMEM;
   *occurrences = n;
   return NULL;
 }
