@@ -203,6 +203,16 @@ describe("moonbox.backend", function()
       assert.is_true(os.clock() - t < 1)
     end)
 
+    it("shows only the differing lines of a long block, and stays bounded on repetitive files", function()
+      local file = ("x = 1\n"):rep(20000)
+      local old = ("x = 1\n"):rep(3000) .. "y = 2\n"
+      local t = os.clock()
+      local _, msg = core.apply_edit(file, old, "z")
+      assert.is_true(os.clock() - t < 1)
+      assert.matches("Closest match: lines 1-3001 (similar text); the file has:\n  3001\tx = 1\n", msg, 1, true)
+      assert.matches("line 3001: text differs at column 1", msg, 1, true)
+    end)
+
     it("raises on wrong argument types", function()
       assert.has_error(function() core.apply_edit("a", nil, "b") end,
         "bad argument #2 to 'apply_edit' (string expected, got nil)")

@@ -15,6 +15,8 @@
 
 #define HINT_MAX_LINES 8    /* differing lines described in a NOT_FOUND message */
 #define HINT_SHOW_BYTES 160 /* bytes of a line quoted in a message */
+#define HINT_CANDIDATES 64  /* loosely equal blocks scored */
+#define HINT_BLOCK 256      /* lines of a block scored */
 #define PAIR_BUCKETS 4096
 #define PAIR_LINE_MAX 512 /* bytes of a line the similarity score looks at */
 
@@ -149,11 +151,16 @@ static size_t align(span f, span o)
 /* Says how file line `f` (number `no`) differs from old-text line `o`; nothing if equal. The
  * first old line may be the end of a file line and the last one its start (old text need not
  * begin or end at line boundaries). */
-static void describe_line(mb_buf *b, size_t no, span f, span o, bool first, bool last)
+static bool line_differs(span f, span o, bool first, bool last)
 {
-  if (same(f, o)) return;
-  if (first && f.n >= o.n && memcmp(f.p + f.n - o.n, o.p, o.n) == 0) return;
-  if (last && f.n >= o.n && memcmp(f.p, o.p, o.n) == 0) return;
+  if (same(f, o)) return false;
+  if (first && f.n >= o.n && memcmp(f.p + f.n - o.n, o.p, o.n) == 0) return false;
+  if (last && f.n >= o.n && memcmp(f.p, o.p, o.n) == 0) return false;
+  return true;
+}
+
+static void describe_line(mb_buf *b, size_t no, span f, span o)
+{
   mb_buf_printf(b, "\n  line %zu: ", no);
   if (!loose_equal(f, o)) {
     size_t d = align(f, o), i = 0;
@@ -313,14 +320,17 @@ static bool hint_closest(mb_buf *err, const char *data, size_t len, const char *
   /* Pass 1: blocks whose anchor line equals loosely; keep the one with most loose-equal lines. */
   uint64_t want = loose_hash(ol.v[anchor]);
   size_t best_start = SIZE_MAX, best_score = 0;
-  bool exact_shape = false;
-  for (size_t i = 0; i < fl.n; i++) {
+  /* Bounded: at most HINT_CANDIDATES blocks of at most HINT_BLOCK lines are scored, so a file of
+   * identical lines cannot make this quadratic. */
+  size_t candidates = 0, block = ol.n < HINT_BLOCK ? ol.n : HINT_BLOCK;
+  for (size_t i = anchor; i < fl.n && candidates < HINT_CANDIDATES; i++) {
     if (loose_hash(fl.v[i]) != want || !loose_equal(fl.v[i], ol.v[anchor])) continue;
-    if (i < anchor) continue;
+    candidates++;
     size_t start = i - anchor, score = 0;
-    for (size_t k = 0; k < ol.n && start + k < fl.n; k++)
+    for (size_t k = 0; k < block && start + k < fl.n; k++)
       if (loose_equal(fl.v[start + k], ol.v[k])) score++;
-    if (score > best_score) best_score = score, best_start = start, exact_shape = true;
+    if (score > best_score) best_score = score, best_start = start;
+    if (score == block) break;
   }
   /* Pass 2: no loose match; score every line against the anchor by shared character pairs. */
   unsigned best_sim = 0;
@@ -345,26 +355,35 @@ static bool hint_closest(mb_buf *err, const char *data, size_t len, const char *
   }
   size_t count = ol.n;
   if (best_start + count > fl.n) count = fl.n - best_start;
+  /* The differing lines of the block (at most HINT_MAX_LINES), shown as read shows them. */
+  size_t diff[HINT_MAX_LINES], nd = 0, more = 0;
+  for (size_t k = 0; k < count; k++) {
+    if (!line_differs(fl.v[best_start + k], ol.v[k], k == 0, k + 1 == ol.n)) continue;
+    if (nd < HINT_MAX_LINES)
+      diff[nd++] = k;
+    else
+      more++;
+  }
+  bool loose = true;
+  for (size_t d = 0; d < nd; d++)
+    loose = loose && loose_equal(fl.v[best_start + diff[d]], ol.v[diff[d]]);
   if (count == 1)
     mb_buf_printf(err, "\nClosest match: line %zu", best_start + 1);
   else
     mb_buf_printf(err, "\nClosest match: lines %zu-%zu", best_start + 1, best_start + count);
-  mb_buf_addstr(err, exact_shape ? " (same text, different whitespace):" : " (similar text):");
-  for (size_t k = 0; k < count && k < HINT_MAX_LINES; k++) {
-    span f = fl.v[best_start + k];
+  mb_buf_addstr(err, loose && !more ? " (same text, different whitespace); the file has:"
+                                    : " (similar text); the file has:");
+  for (size_t d = 0; d < nd; d++) {
+    span f = fl.v[best_start + diff[d]];
     if (f.n && f.p[f.n - 1] == '\r') f.n--;
-    mb_buf_printf(err, "\n%6zu\t%.*s%s", best_start + k + 1,
+    mb_buf_printf(err, "\n%6zu\t%.*s%s", best_start + diff[d] + 1,
                   (int)(f.n > HINT_SHOW_BYTES ? HINT_SHOW_BYTES : f.n), f.p,
                   f.n > HINT_SHOW_BYTES ? "..." : "");
   }
-  if (count > HINT_MAX_LINES) mb_buf_addstr(err, "\n   ...");
   mb_buf_addstr(err, "\nDifferences:");
-  size_t described = 0;
-  for (size_t k = 0; k < count && described < HINT_MAX_LINES; k++) {
-    size_t before = err->len;
-    describe_line(err, best_start + k + 1, fl.v[best_start + k], ol.v[k], k == 0, k + 1 == ol.n);
-    if (err->len != before) described++;
-  }
+  for (size_t d = 0; d < nd; d++)
+    describe_line(err, best_start + diff[d] + 1, fl.v[best_start + diff[d]], ol.v[diff[d]]);
+  if (more) mb_buf_printf(err, "\n  ... and %zu more differing line%s", more, more == 1 ? "" : "s");
   if (ol.n > count)
     mb_buf_printf(err, "\n  old text has %zu more line%s than the file has from there",
                   ol.n - count, ol.n - count == 1 ? "" : "s");
