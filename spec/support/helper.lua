@@ -11,6 +11,7 @@ local report = os.getenv("MOONBOX_LUACOV")
 if report and report ~= "" then require("spec.support.luacov").start(report) end
 
 require "moonbox"
+if report and report ~= "" then require("spec.support.luacov").instrument_tasks() end
 
 local busted = require "busted"
 

@@ -7,8 +7,9 @@
 -- Counting: a line hook (debug.sethook, "l") on the running thread and on the main thread.
 -- Lua 5.4's lua_newthread copies the creating thread's C hook, but debug.sethook's Lua function
 -- is looked up per thread (verified on 5.4.4: a fresh coroutine runs unhooked), so start()
--- wraps coroutine.create/wrap to hook every coroutine made from Lua afterwards. Threads made
--- in C (lua_newthread) are counted only if passed to M.attach(thread).
+-- wraps coroutine.create/wrap to hook every coroutine made from Lua afterwards, and
+-- M.instrument_tasks() wraps moonbox.spawn so each host task hooks its own thread. Other
+-- threads made in C (lua_newthread) are counted only if passed to M.attach(thread).
 -- Only chunks whose source is a file under the scripts/ or presets/ folders of the moonbox data
 -- root are counted (package.loaded["moonbox.paths"], else the current directory). start() may
 -- run before `require "moonbox"`, so the modules it loads are counted from their first line.
@@ -217,6 +218,22 @@ local started = false
 -- Counts lines run in a thread made outside coroutine.create/wrap (a host task).
 function M.attach(thread)
   if started then debug.sethook(thread, hook, "l") end
+end
+
+-- The host makes task threads in C (moonbox.spawn): wrap spawn so each task hooks itself
+-- first. Called once moonbox is loaded (before anything has cached moonbox.spawn).
+function M.instrument_tasks()
+  if not started then return end
+  local ok, task = pcall(require, "moonbox.task")
+  if not ok or type(task) ~= "table" or type(task.spawn) ~= "function" or M._spawn then return end
+  M._spawn = task.spawn
+  task.spawn = function(fn, ...)
+    if type(fn) ~= "function" then return M._spawn(fn, ...) end -- misuse raises as before
+    return M._spawn(function(...)
+      debug.sethook(hook, "l")
+      return fn(...)
+    end, ...)
+  end
 end
 
 function M.start(report)
