@@ -12,6 +12,8 @@
  *                                 per controller) or v2: { dirs = {...}, memory = bool,
  *                                 pids = bool, version = 1|2, why = "..." } — a controller that
  *                                 cannot be used is false, with the reason in `why`
+ *   euid()                        the caller's effective uid (0: the sandbox user is root outside,
+ *                                 which RLIMIT_NPROC does not bind)
  *   cgroup_remove(dirs)           kills what is left in them and removes them: true, or
  *                                 nil, msg, "EBUSY"/errno code
  *
@@ -164,9 +166,8 @@ static int ns_hold(lua_State *L)
   argv[0] = helper;
   argv[1] = "--hold";
   for (int i = 1; i <= nargs; i++) {
-    lua_geti(L, 2, i);
+    if (lua_geti(L, 2, i) != LUA_TSTRING) return luaL_argerror(L, 2, "arguments must be strings");
     argv[i + 1] = lua_tostring(L, -1);
-    if (!argv[i + 1]) return luaL_argerror(L, 2, "arguments must be strings");
     lua_pop(L, 1); /* the table keeps the string */
   }
   argv[nargs + 2] = NULL;
@@ -226,8 +227,10 @@ static int ns_hold(lua_State *L)
   close(err[0]);
   holder_release(h);
   while (n > 0 && msg[n - 1] == '\n') msg[--n] = '\0';
-  return mb_fail(L, "UNSUPPORTED", "namespace sandbox unavailable: %s",
-                 n ? msg : "the helper exited without a reason (or took over 10 s)");
+  /* one line: the helper's several reasons joined */
+  const char *why = n ? luaL_gsub(L, msg, "\nmoonbox-nsexec: ", "; ")
+                      : "the helper exited without a reason (or took over 10 s)";
+  return mb_fail(L, "UNSUPPORTED", "namespace sandbox unavailable: %s", why);
 }
 
 static int holder_token(lua_State *L)
@@ -240,7 +243,11 @@ static int holder_token(lua_State *L)
 static int holder_alive(lua_State *L)
 {
   Holder *h = luaL_checkudata(L, 1, HOLDER_T);
-  lua_pushboolean(L, h->pid > 0 && waitpid(h->pid, NULL, WNOHANG) == 0);
+  if (h->pid > 0 && waitpid(h->pid, NULL, WNOHANG) == h->pid) {
+    h->pid = 0; /* reaped: never signal that pid again, it may be someone else's by now */
+    holder_release(h);
+  }
+  lua_pushboolean(L, h->pid > 0);
   return 1;
 }
 
@@ -457,6 +464,12 @@ static int ns_cgroup_remove(lua_State *L)
   return 1;
 }
 
+static int ns_euid(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer)geteuid());
+  return 1;
+}
+
 static const luaL_Reg holder_methods[] = {
     {"token", holder_token}, {"alive", holder_alive}, {"close", holder_close}, {NULL, NULL}};
 static const luaL_Reg holder_meta[] = {{"__gc", holder_close},
@@ -467,6 +480,7 @@ static const luaL_Reg ns_funcs[] = {{"helper", ns_helper},
                                     {"hold", ns_hold},
                                     {"cgroup_create", ns_cgroup_create},
                                     {"cgroup_remove", ns_cgroup_remove},
+                                    {"euid", ns_euid},
                                     {NULL, NULL}};
 
 MB_EXPORT int luaopen_moonbox_namespace(lua_State *L);
