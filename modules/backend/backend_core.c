@@ -182,19 +182,9 @@ bool mb_utf8_valid(const char *str, size_t n, size_t *bad_at)
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < n) {
-    /* ASCII fast path: 32 bytes a round, then 8. */
-    while (i + 32 <= n) {
-      uint64_t w[4];
-      memcpy(w, s + i, 32);
-      if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ull) break;
-      i += 32;
-    }
-    while (i + 8 <= n) {
-      uint64_t w;
-      memcpy(&w, s + i, 8);
-      if (w & 0x8080808080808080ull) break;
-      i += 8;
-    }
+    /* ASCII fast path (vectorized), entered only at an ASCII byte: a run of multi-byte
+     * characters does not pay a call per character. */
+    if (s[i] < 0x80) i += mb_ascii_span(str + i, n - i);
     if (i >= n) break;
     unsigned c = s[i];
     if (c < 0x80) {

@@ -137,6 +137,9 @@ mb_code mb_edit_apply(const char *data, size_t len, const char *old_s, size_t ol
  * memmem on source text, where common prefixes repeat on every line (backend_find.c). */
 const char *mb_find(const char *h, size_t hn, const char *nd, size_t nn);
 
+/* Length of the leading run of ASCII bytes (< 0x80) of s; vectorized. */
+size_t mb_ascii_span(const char *s, size_t n);
+
 /* ---- glob ------------------------------------------------------------------------------------ */
 
 /* A compiled glob, matched against paths relative to a search root ("src/a.py"):
