@@ -210,22 +210,22 @@ static void child_ready(mb_loop *loop, mb_io *io, unsigned events)
   siginfo_t si;
   memset(&si, 0, sizeof si);
   /* Peek first (WNOWAIT) so before_reap can signal the group while the pid is still ours. */
-  if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0) {
-    if (errno == ECHILD) { /* someone else reaped it: report an unknown status */
-      mb_child_stop(loop, c);
-      c->pid = 0;
-      c->cb(loop, c, -1);
-    }
+  int r = waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT);
+  if (r != 0 && errno == ECHILD) { /* someone else reaped it: report an unknown status */
+    mb_child_stop(loop, c);
+    c->pid = 0;
+    c->cb(loop, c, -1);
     return;
   }
+  if (r != 0 || si.si_pid == 0) return; /* not exited yet */
   if (c->before_reap) c->before_reap(loop, c);
   int status = 0;
-  pid_t r;
-  do r = waitpid(c->pid, &status, 0);
-  while (r < 0 && errno == EINTR);
+  pid_t w;
+  do w = waitpid(c->pid, &status, 0);
+  while (w < 0 && errno == EINTR);
   mb_child_stop(loop, c);
   c->pid = 0;
-  c->cb(loop, c, r < 0 ? -1 : status);
+  c->cb(loop, c, w < 0 ? -1 : status);
 }
 
 int mb_child_start(mb_loop *loop, mb_child *c, pid_t pid, mb_child_cb cb, void *data)
@@ -249,6 +249,13 @@ void mb_child_stop(mb_loop *loop, mb_child *c)
   mb_io_stop(loop, &c->io);
   if (c->pidfd >= 0) close(c->pidfd);
   c->pidfd = -1;
+}
+
+int mb_child_poll(mb_loop *loop, mb_child *c)
+{
+  if (!c->io.active) return 0;
+  child_ready(loop, &c->io, MB_READABLE);
+  return !c->io.active;
 }
 
 int mb_child_reap(mb_loop *loop, mb_child *c)

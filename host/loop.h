@@ -86,6 +86,10 @@ struct mb_child {
 int mb_child_start(mb_loop *loop, mb_child *c, pid_t pid, mb_child_cb cb, void *data);
 /* Stops watching; the child is not reaped (use mb_child_reap). */
 void mb_child_stop(mb_loop *loop, mb_child *c);
+/* Checks now (without waiting) whether the child exited; if so, does what the loop would do
+ * (before_reap, reap, callback) and returns 1; else 0. For callers that want fresh state
+ * without running the loop. */
+int mb_child_poll(mb_loop *loop, mb_child *c);
 /* Blocking reap of a child that is known to be dying (after SIGKILL). Stops the watch and
  * returns the wait status, or -1 if it was already reaped. */
 int mb_child_reap(mb_loop *loop, mb_child *c);

@@ -22,6 +22,9 @@ local registry = {
   run = { "moonbox.task", "run" },
   in_task = { "moonbox.task", "in_task" },
   io = { "moonbox.task", "io" },
+  -- sandboxes (scripts/moonbox/sandbox.lua over modules/proc)
+  local_sandbox = { "moonbox.sandbox", "local_sandbox" },
+  sandbox = { "moonbox.sandbox" },
 }
 
 M._registry = registry
