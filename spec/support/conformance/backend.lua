@@ -551,6 +551,13 @@ return function(label, factory)
         assert.same({ "/pkg", "/a.py" }, paths(b:ls(".")))
       end)
 
+      it("lists hidden entries too", function()
+        put("/.env", "A=1\n")
+        put("/.git/config", "[core]\n")
+        put("/visible.txt", "v")
+        assert.same({ ".git", ".env", "visible.txt" }, names(b:ls("/")))
+      end)
+
       it("accepts a trailing slash and relative directory names", function()
         put("/src/main.c", "int main;")
         assert.same({ "main.c" }, names(b:ls("/src/")))
