@@ -25,6 +25,7 @@ local registry = {
   -- sandboxes (scripts/moonbox/sandbox.lua over modules/proc)
   local_sandbox = { "moonbox.sandbox", "local_sandbox" },
   sandbox = { "moonbox.sandbox" },
+  permissions = { "moonbox.permissions" },
 }
 
 M._registry = registry
