@@ -27,7 +27,10 @@ local M = {}
 
 local find, sub, byte, concat = string.find, string.sub, string.byte, table.concat
 
-M.MAX_DEPTH = 4
+M.MAX_DEPTH = 4 -- sh -c / eval / env -S / here-document levels looked into
+M.MAX_NEST = 64 -- $(...) / `...` levels kept verbatim in the enclosing word
+
+local ELIDED = { subst = "$(...)", backtick = "`...`", arith = "$((...))" }
 
 local B_SQ, B_DQ, B_BS, B_BQ, B_DOLLAR = byte("'"), byte('"'), byte("\\"), byte("`"), byte("$")
 local B_LP, B_RP, B_LB, B_RB, B_NL = byte("("), byte(")"), byte("{"), byte("}"), byte("\n")
@@ -131,8 +134,11 @@ function lex(s, out, nest, body)
     f.dq, f.body, f.emit = true, true, false
   end
   local i, n = 1, #s
+  local nbq = 0 -- open backtick substitutions
 
   local function open(kind, start)
+    if #stack >= M.MAX_NEST then out.too_complex = true end
+    if kind == "backtick" then nbq = nbq + 1 end
     local child = new_frame(kind, start, nest)
     stack[#stack + 1] = child
     f.has_word = true -- the substitution is part of the enclosing word
@@ -148,7 +154,9 @@ function lex(s, out, nest, body)
 
   local function close(stop)
     end_command(f, out)
-    local raw = sub(s, f.start, stop)
+    if f.kind == "backtick" then nbq = nbq - 1 end
+    -- below MAX_NEST levels the text is elided, so nesting cannot make the copying quadratic
+    local raw = #stack > M.MAX_NEST and ELIDED[f.kind] or sub(s, f.start, stop)
     stack[#stack] = nil
     f = stack[#stack]
     f.buf[#f.buf + 1] = raw
@@ -167,13 +175,6 @@ function lex(s, out, nest, body)
     return j + k + 1
   end
 
-  local function in_backtick()
-    for d = #stack, 1, -1 do
-      if stack[d].kind == "backtick" then return true end
-    end
-    return false
-  end
-
   while i <= n do
     local pattern = f.body and BODY_SPECIAL or (f.dq and DQ_SPECIAL or PLAIN_SPECIAL)
     local j = find(s, pattern, i)
@@ -190,26 +191,36 @@ function lex(s, out, nest, body)
     local nx = byte(s, j + 1)
     i = j + 1
     if c == B_BS then
-      local k = 1
-      while byte(s, j + k) == B_BS do k = k + 1 end
-      if byte(s, j + k) == B_BQ and in_backtick() then
+      local e = find(s, "[^\\]", j) or n + 1 -- the whole run of backslashes at once
+      local k = e - j
+      if byte(s, e) == B_BQ and nbq > 0 then
         i = backtick(j, k)
-      elseif nx == B_NL then
-        i = j + 2 -- line continuation
-      elseif nx == nil then
-        f.buf[#f.buf + 1] = "\\"
-        f.has_word = true
-      elseif (f.dq or f.body) and not (nx == B_DOLLAR or nx == B_BQ or nx == B_DQ or nx == B_BS) then
-        f.buf[#f.buf + 1] = "\\"
-        f.has_word = true
       else
-        local e = j + 1
-        if nx >= 0xC0 then -- keep a UTF-8 sequence whole
-          while e < n and byte(s, e + 1) >= 0x80 and byte(s, e + 1) < 0xC0 do e = e + 1 end
+        if k >= 2 then
+          f.buf[#f.buf + 1] = string.rep("\\", k // 2)
+          f.has_word, f.quoted = true, true
         end
-        f.buf[#f.buf + 1] = sub(s, j + 1, e)
-        f.has_word, f.quoted = true, true
-        i = e + 1
+        i = e
+        if k % 2 == 1 then -- the last one escapes the character after the run
+          nx = byte(s, e)
+          if nx == B_NL then
+            i = e + 1 -- line continuation
+          elseif nx == nil or ((f.dq or f.body) and
+              not (nx == B_DOLLAR or nx == B_BQ or nx == B_DQ or nx == B_BS)) then
+            f.buf[#f.buf + 1] = "\\"
+            f.has_word = true
+          else
+            local stop = e
+            if nx >= 0xC0 then -- keep a UTF-8 sequence whole
+              while stop < n and byte(s, stop + 1) >= 0x80 and byte(s, stop + 1) < 0xC0 do
+                stop = stop + 1
+              end
+            end
+            f.buf[#f.buf + 1] = sub(s, e, stop)
+            f.has_word, f.quoted = true, true
+            i = stop + 1
+          end
+        end
       end
     elseif c == B_BQ then
       i = backtick(j, 0)
@@ -504,12 +515,13 @@ function M.analyze(command)
   return out
 end
 
--- Just the simple commands' candidate strings, flattened in order.
+-- The last (most stripped) candidate of each simple command that runs something, in order.
 function M.split(command)
   local r = M.analyze(command)
   local list = {}
   for _, cmd in ipairs(r.commands) do
-    list[#list + 1] = cmd.candidates[#cmd.candidates] or ""
+    local words = cmd.candidates
+    if #words > 0 then list[#list + 1] = words[#words] end
   end
   return list, r
 end
