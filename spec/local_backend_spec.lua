@@ -233,6 +233,16 @@ for _, resolver in ipairs({ "auto", "walk" }) do
       outside_untouched()
     end)
 
+    it("resolves deep paths and links inside links", function()
+      local deep = "/" .. string.rep("d/", 40) .. "f.txt"
+      assert(b:write(deep, "deep\n"))
+      sh("ln -s " .. q(string.rep("d/", 39) .. "d") .. " " .. q(root .. "/bottom"))
+      sh("ln -s bottom " .. q(root .. "/via"))
+      assert.equal("deep\n", b:read_bytes("/via/f.txt"))
+      assert.equal("deep\n", b:read_bytes(deep))
+      assert.same({ deep }, paths(b:glob("**/f.txt")))
+    end)
+
     it("refuses NUL bytes and over-long names with INVALID", function()
       fails("INVALID", b:write("/a\0b", "x"))
       assert.is_false(b:exists("/a\0b"))
@@ -341,6 +351,18 @@ describe("local_backend writes", function()
     sh("chmod 4755 " .. q(root .. "/new.txt"))
     assert(b:edit("/new.txt", "y", "z"))
     assert.equal("4755", mode_of(root .. "/new.txt"))
+  end)
+
+  local id = assert(io.popen("id -u"))
+  local as_root = id:read("l") == "0"
+  id:close()
+  ;(as_root and it or pending)("keeps an existing file's owner (as root)", function()
+    assert(b:write("/owned.txt", "a"))
+    sh("chown 65534:65534 " .. q(root .. "/owned.txt"))
+    assert(b:edit("/owned.txt", "a", "b"))
+    local p = assert(io.popen("stat -c %u:%g " .. q(root .. "/owned.txt")))
+    assert.equal("65534:65534", p:read("l"))
+    p:close()
   end)
 
   it("writes durably when asked", function()

@@ -243,7 +243,7 @@ static int backend_exists(lua_State *L)
   lfs_box *box;
   bool yes = false;
   if (target_arg(L, b, "exists", &box) == 0) {
-    int fd = lfs_open(box->t.area, box->t.rel.data, O_PATH, 0);
+    int fd = lfs_open(box->t.area, box->t.rel.data, O_PATH);
     struct stat st;
     yes = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     if (fd >= 0) close(fd);
@@ -374,7 +374,7 @@ static bool ls_stat(lfs_box *box, int dfd, const char *name, struct stat *st)
   if (!mb_buf_add(p, box->t.rel.data, box->t.rel.len) ||
       (box->t.rel.len && !mb_buf_addstr(p, "/")) || !mb_buf_addstr(p, name))
     return false;
-  int fd = lfs_open(box->t.area, p->data, O_PATH, 0);
+  int fd = lfs_open(box->t.area, p->data, O_PATH);
   bool ok = fd >= 0 && fstat(fd, st) == 0 && (S_ISREG(st->st_mode) || S_ISDIR(st->st_mode));
   if (fd >= 0) close(fd);
   return ok;
@@ -433,7 +433,7 @@ static int backend_ls(lua_State *L)
   lfs_box *box;
   int n = target_arg(L, b, "ls", &box);
   if (n) return n;
-  int fd = lfs_open(box->t.area, box->t.rel.data, O_PATH, 0);
+  int fd = lfs_open(box->t.area, box->t.rel.data, O_PATH);
   if (fd < 0) return lfs_fail(L, "ls", &box->t, fd);
   struct stat st;
   int r = fstat(fd, &st) < 0 ? -errno : 0;

@@ -176,7 +176,7 @@ static int walk_follow(const lfs_area *a, walk *w, const char *name, const char 
   return walk_splice(w, t, tail);
 }
 
-static int walk_resolve(const lfs_area *a, walk *w, int flags, mode_t mode)
+static int walk_resolve(const lfs_area *a, walk *w, int flags)
 {
   char name[NAME_MAX + 1];
   int links = 0;
@@ -186,7 +186,6 @@ static int walk_resolve(const lfs_area *a, walk *w, int flags, mode_t mode)
     while (*s == '/') s++;
     int cur = w->fds[w->n - 1];
     if (*s == '\0') {
-      if (flags & O_CREAT) return -EISDIR;
       int fd = openat(cur, ".", (flags & ~O_NOFOLLOW) | O_CLOEXEC);
       return fd < 0 ? -errno : fd;
     }
@@ -205,14 +204,7 @@ static int walk_resolve(const lfs_area *a, walk *w, int flags, mode_t mode)
       continue;
     }
     struct stat st;
-    if (fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-      int err = errno;
-      if (err == ENOENT && last && (flags & O_CREAT)) {
-        int fd = openat(cur, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
-        return fd < 0 ? -errno : fd;
-      }
-      return -err;
-    }
+    if (fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) < 0) return -errno;
     if (S_ISLNK(st.st_mode) && !(last && (flags & O_NOFOLLOW))) {
       if (++links > LFS_MAXLINKS) return -ELOOP;
       int r = walk_follow(a, w, name, tail);
@@ -221,7 +213,7 @@ static int walk_resolve(const lfs_area *a, walk *w, int flags, mode_t mode)
       continue;
     }
     if (last) {
-      int fd = openat(cur, name, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+      int fd = openat(cur, name, flags | O_NOFOLLOW | O_CLOEXEC);
       return fd < 0 ? -errno : fd;
     }
     if (!S_ISDIR(st.st_mode)) return -ENOTDIR;
@@ -233,13 +225,13 @@ static int walk_resolve(const lfs_area *a, walk *w, int flags, mode_t mode)
   }
 }
 
-static int walk_open(const lfs_area *a, const char *rel, int flags, mode_t mode)
+static int walk_open(const lfs_area *a, const char *rel, int flags)
 {
   walk w = {.fds = malloc(16 * sizeof(int)), .n = 0, .cap = 16, .rest = strdup(rel)};
   int r = -ENOMEM;
   if (w.fds && w.rest) {
     w.fds[w.n++] = a->dirfd;
-    r = walk_resolve(a, &w, flags, mode);
+    r = walk_resolve(a, &w, flags);
     walk_pop_to(&w, 1);
   }
   free(w.fds);
@@ -249,13 +241,12 @@ static int walk_open(const lfs_area *a, const char *rel, int flags, mode_t mode)
 
 /* ---- public opens --------------------------------------------------------------------------- */
 
-int lfs_open(const lfs_area *a, const char *rel, int flags, mode_t mode)
+int lfs_open(const lfs_area *a, const char *rel, int flags)
 {
   if (strlen(rel) >= PATH_MAX) return -ENAMETOOLONG;
-  if (a->resolver == LFS_RESOLVE_WALK || openat2_missing) return walk_open(a, rel, flags, mode);
+  if (a->resolver == LFS_RESOLVE_WALK || openat2_missing) return walk_open(a, rel, flags);
   struct open_how how = {
       .flags = (uint64_t)(flags | O_CLOEXEC),
-      .mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
       .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
   };
   long fd = syscall(SYS_openat2, a->dirfd, rel[0] ? rel : ".", &how, sizeof how);
@@ -264,7 +255,7 @@ int lfs_open(const lfs_area *a, const char *rel, int flags, mode_t mode)
   if (err == ENOSYS) openat2_missing = 1;
   /* EXDEV: the path left the area lexically or met an absolute symlink. The walk tells an
    * absolute link that points back inside (followed) from a real escape (EXDEV). */
-  if (err == ENOSYS || err == EXDEV) return walk_open(a, rel, flags, mode);
+  if (err == ENOSYS || err == EXDEV) return walk_open(a, rel, flags);
   return -err;
 }
 
@@ -286,7 +277,7 @@ static int split_last(const char *rel, char *dir, size_t dircap, char *name, siz
 /* Opens directory `dir`, creating missing components (each re-resolved, so links are confined). */
 static int open_dirs(const lfs_area *a, const char *dir, int create)
 {
-  int fd = lfs_open(a, dir, O_PATH | O_DIRECTORY, 0);
+  int fd = lfs_open(a, dir, O_PATH | O_DIRECTORY);
   if (fd != -ENOENT || !create || dir[0] == '\0') return fd;
   char parent[PATH_MAX], name[NAME_MAX + 1];
   int r = split_last(dir, parent, sizeof parent, name, sizeof name);
@@ -297,7 +288,7 @@ static int open_dirs(const lfs_area *a, const char *dir, int create)
   int err = errno;
   close(pfd);
   if (r < 0 && err != EEXIST) return -err;
-  return lfs_open(a, dir, O_PATH | O_DIRECTORY, 0);
+  return lfs_open(a, dir, O_PATH | O_DIRECTORY);
 }
 
 int lfs_parent(const lfs_area *a, const char *rel, int create, int *dirfd, char *name,
@@ -397,7 +388,7 @@ int lfs_read_fd(int fd, size_t hint, char **out, size_t *len)
 int lfs_read_all(const lfs_area *a, const char *rel, char **out, size_t *len)
 {
   /* O_NONBLOCK: a FIFO planted in the tree must not hang the host; it is refused below. */
-  int fd = lfs_open(a, rel, O_RDONLY | O_NONBLOCK, 0);
+  int fd = lfs_open(a, rel, O_RDONLY | O_NONBLOCK);
   if (fd < 0) return fd;
   struct stat st;
   int r = fstat(fd, &st) < 0 ? -errno : 0;
@@ -464,8 +455,11 @@ static int replace(int dfd, const char *tmp, const char *name, int exchange)
 {
   if (exchange) {
     if (renameat2(dfd, tmp, dfd, name, RENAME_EXCHANGE) == 0) {
-      unlinkat(dfd, tmp, 0);
-      return 0;
+      if (unlinkat(dfd, tmp, 0) == 0) return 0;
+      /* A directory took the target's name since we looked: put it back, leave it alone. */
+      int err = errno;
+      renameat2(dfd, tmp, dfd, name, RENAME_EXCHANGE);
+      return -err;
     }
     if (errno != EINVAL && errno != ENOSYS && errno != ENOENT) return -errno;
   }

@@ -31,9 +31,10 @@ void lfs_area_close(lfs_area *a);
 /* True when the running kernel refused openat2 (ENOSYS) at least once. */
 int lfs_openat2_missing(void);
 
-/* openat(2) of `rel` beneath the area, following symlinks only while they stay inside it.
- * `flags` as for openat (O_CLOEXEC is added); `mode` only with O_CREAT. */
-int lfs_open(const lfs_area *a, const char *rel, int flags, mode_t mode);
+/* openat(2) of an existing `rel` beneath the area, following symlinks only while they stay
+ * inside it. `flags` as for openat without O_CREAT (O_CLOEXEC is added): files are only ever
+ * created by lfs_write_atomic, in a directory resolved first. */
+int lfs_open(const lfs_area *a, const char *rel, int flags);
 
 /* The directory that will hold `rel` and the entry name inside it, after following `rel` through
  * any symlinks that stay inside the area (so a write through a link replaces its target).

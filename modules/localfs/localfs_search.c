@@ -316,7 +316,7 @@ int lfs_grep(lua_State *L)
   box->cleanup_ud[0] = s.glob;
   mb_buf_add(&box->b[4], box->t.vpath.data, box->t.vpath.len);
 
-  int fd = lfs_open(s.area, box->t.rel.data, O_RDONLY | O_NONBLOCK, 0);
+  int fd = lfs_open(s.area, box->t.rel.data, O_RDONLY | O_NONBLOCK);
   if (fd < 0) return lfs_fail(L, "grep", &box->t, fd);
   struct stat st;
   int r = fstat(fd, &st) < 0 ? -errno : 0;

@@ -69,7 +69,7 @@ static unsigned char entry_type(walker *w, int fd, struct dirent *de, size_t at)
   if (t == DT_LNK) {
     size_t end;
     if (!path_push(w, at, de->d_name, strlen(de->d_name), &end)) return 0;
-    int lfd = lfs_open(w->a, w->path, O_PATH, 0);
+    int lfd = lfs_open(w->a, w->path, O_PATH);
     w->path[at] = '\0';
     struct stat st;
     int ok = lfd >= 0 && fstat(lfd, &st) == 0 && S_ISREG(st.st_mode);
@@ -162,7 +162,7 @@ int lfs_walk(const lfs_area *a, const char *start, const lfs_walk_ops *ops, void
     free(w);
     return -ENAMETOOLONG;
   }
-  int fd = lfs_open(a, start, O_RDONLY | O_DIRECTORY, 0);
+  int fd = lfs_open(a, start, O_RDONLY | O_DIRECTORY);
   if (fd < 0) {
     free(w);
     return fd;
@@ -180,7 +180,7 @@ int lfs_walk(const lfs_area *a, const char *start, const lfs_walk_ops *ops, void
 
 int lfs_walk_open(const lfs_area *a, const lfs_walk_entry *e)
 {
-  int fd = e->is_link ? lfs_open(a, e->area_rel, O_RDONLY | O_NONBLOCK, 0)
+  int fd = e->is_link ? lfs_open(a, e->area_rel, O_RDONLY | O_NONBLOCK)
                       : openat(e->dirfd, e->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return e->is_link ? fd : -errno;
   return fd;
@@ -189,7 +189,7 @@ int lfs_walk_open(const lfs_area *a, const lfs_walk_entry *e)
 int lfs_walk_stat(const lfs_area *a, const lfs_walk_entry *e, struct stat *st)
 {
   if (!e->is_link) return fstatat(e->dirfd, e->name, st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
-  int fd = lfs_open(a, e->area_rel, O_PATH, 0);
+  int fd = lfs_open(a, e->area_rel, O_PATH);
   if (fd < 0) return fd;
   int r = fstat(fd, st) < 0 ? -errno : 0;
   close(fd);
