@@ -242,6 +242,103 @@ int mb_await(lua_State *L, mb_wait *w, lua_KFunction k, lua_KContext ctx)
   return k(L, LUA_OK, ctx);
 }
 
+/* ---- work on the worker pool -------------------------------------------------------------- */
+
+typedef struct job {
+  mb_work work; /* first: the pool hands back this pointer */
+  void (*fn)(void *arg);
+  void *arg;
+  int ref;       /* anchors the caller's `keep` value until done() */
+  lua_State *L;  /* the main thread, for the unref */
+  mb_wait *wait; /* NULL once the waiter is gone (cancelled or collected) */
+} job;
+
+typedef struct work_op {
+  mb_wait wait;
+  job *job;
+} work_op;
+
+static void job_run(mb_work *w)
+{
+  job *j = (job *)w;
+  j->fn(j->arg);
+}
+
+static void job_done(mb_loop *loop, mb_work *w, int cancelled)
+{
+  job *j = (job *)w;
+  if (j->wait) {
+    ((work_op *)j->wait->data)->job = NULL;
+    mb_wait_done(loop, j->wait);
+  }
+  luaL_unref(j->L, LUA_REGISTRYINDEX, j->ref); /* reuses an existing slot: cannot raise */
+  free(j);
+}
+
+static void work_detach(work_op *op)
+{
+  if (op->job == NULL) return;
+  op->job->wait = NULL;
+  op->job = NULL;
+}
+
+static void work_cancel(mb_loop *loop, mb_wait *w)
+{
+  work_op *op = w->data;
+  job *j = op->job;
+  work_detach(op);
+  if (j) mb_work_cancel(loop, &j->work);
+}
+
+static int work_op_gc(lua_State *L)
+{
+  work_detach(lua_touserdata(L, 1));
+  return 0;
+}
+
+int mb_await_work(lua_State *L, void (*fn)(void *arg), void *arg, int keep, lua_KFunction k,
+                  lua_KContext ctx)
+{
+  keep = lua_absindex(L, keep);
+  if (mb_task_current(L) == NULL || !lua_isyieldable(L)) {
+    fn(arg);
+    return k(L, LUA_OK, ctx);
+  }
+  mb_loop *loop = mb_loop_get(L);
+  work_op *op = lua_newuserdatauv(L, sizeof *op, 0);
+  op->job = NULL;
+  if (luaL_newmetatable(L, "moonbox.task.Work")) {
+    lua_pushcfunction(L, work_op_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  mb_wait_init(&op->wait, work_cancel, op);
+  lua_pushvalue(L, keep);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  job *j = calloc(1, sizeof *j);
+  if (j == NULL) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    return luaL_error(L, "not enough memory");
+  }
+  j->work.work = job_run;
+  j->work.done = job_done;
+  j->fn = fn;
+  j->arg = arg;
+  j->ref = ref;
+  j->L = mb_loop_state(loop);
+  j->wait = &op->wait;
+  op->job = j;
+  int err = mb_work_submit(loop, &j->work);
+  if (err) {
+    op->job = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    free(j);
+    fn(arg); /* no threads to be had: do it here */
+    return k(L, LUA_OK, ctx);
+  }
+  return mb_await(L, &op->wait, k, ctx);
+}
+
 /* ---- tasks --------------------------------------------------------------------------------- */
 
 mb_task *mb_task_check(lua_State *L, int idx)

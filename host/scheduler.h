@@ -53,6 +53,15 @@ void mb_wait_done(mb_loop *loop, mb_wait *w);
  * Raises if the loop runs dry before w is done (nothing could ever finish it). */
 int mb_await(lua_State *L, mb_wait *w, lua_KFunction k, lua_KContext ctx);
 
+/* Runs fn(arg) on a worker thread and waits for it, then returns k(L, status, ctx). Inside a
+ * task the task yields while the worker runs; elsewhere fn simply runs inline (a thread would
+ * only add latency when nothing else can run). fn must not touch Lua. `keep` is a stack index
+ * whose value keeps arg and everything fn reads alive (a userdata with the input in its user
+ * values): it is anchored until the worker is done, even if the task is cancelled meanwhile
+ * (then the result is dropped). */
+int mb_await_work(lua_State *L, void (*fn)(void *arg), void *arg, int keep, lua_KFunction k,
+                  lua_KContext ctx);
+
 /* The task whose coroutine is L while the scheduler runs it, else NULL. */
 mb_task *mb_task_current(lua_State *L);
 

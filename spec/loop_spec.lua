@@ -234,6 +234,37 @@ describe("moonbox tasks", function()
   end)
 end)
 
+describe("the worker pool", function()
+  local codec = require "moonbox.codec"
+  local big = string.rep("0123456789abcdef", 2 * 1024 * 1024) -- 32 MiB
+  local expected
+
+  it("runs CPU-heavy natives on a worker while other tasks keep going", function()
+    local blocked = coroutine.wrap(function() return codec.sha256(big) end) -- not a task: inline
+    expected = blocked()
+    local ticks = 0
+    local ticker = moonbox.spawn(function()
+      while true do
+        moonbox.sleep(0.002)
+        ticks = ticks + 1
+      end
+    end)
+    local hasher = moonbox.spawn(function() return codec.sha256(big) end)
+    assert.equal(expected, hasher:join())
+    ticker:cancel()
+    assert.is_true(ticks >= 3, "the ticker ran " .. ticks .. " times while hashing")
+  end)
+
+  it("drops the result of a cancelled task's work and stays usable", function()
+    local tasks = {}
+    for i = 1, 4 do tasks[i] = moonbox.spawn(function() return codec.sha256(big) end) end
+    moonbox.sleep(0)
+    for i = 1, 3 do assert.is_true(tasks[i]:cancel()) end
+    assert.equal(expected, tasks[4]:join())
+    assert.equal(expected, moonbox.spawn(codec.sha256, big):join())
+  end)
+end)
+
 describe("moonbox run", function()
   it("runs the main chunk as a task and waits for every task it spawned", function()
     local out, rc = run_script([[
