@@ -189,6 +189,14 @@ static int glob_filter(lua_State *L)
   return 1;
 }
 
+static int glob_base(lua_State *L)
+{
+  size_t n;
+  const char *base = mb_glob_base(*glob_check(L), &n);
+  lua_pushlstring(L, base, n);
+  return 1;
+}
+
 static int glob_has_slash(lua_State *L)
 {
   lua_pushboolean(L, mb_glob_has_slash(*glob_check(L)));
@@ -365,10 +373,13 @@ static const luaL_Reg backend_funcs[] = {{"normalize", backend_normalize},
                                          {"base64_decode", backend_base64_decode},
                                          {NULL, NULL}};
 
-static const luaL_Reg glob_methods[] = {
-    {"match", glob_match},   {"may_match_below", glob_may_match_below},
-    {"filter", glob_filter}, {"has_slash", glob_has_slash},
-    {"close", glob_release}, {NULL, NULL}};
+static const luaL_Reg glob_methods[] = {{"match", glob_match},
+                                        {"may_match_below", glob_may_match_below},
+                                        {"filter", glob_filter},
+                                        {"has_slash", glob_has_slash},
+                                        {"base", glob_base},
+                                        {"close", glob_release},
+                                        {NULL, NULL}};
 static const luaL_Reg glob_meta[] = {
     {"__gc", glob_release}, {"__close", glob_release}, {NULL, NULL}};
 

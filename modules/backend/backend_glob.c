@@ -30,7 +30,9 @@ struct mb_glob {
   galt *alts;
   size_t nalt;
   bool has_slash;
-  mb_buf text; /* expanded alternatives, back to back; segments point into it */
+  size_t base_segs; /* leading literal directory segments shared by every alternative */
+  mb_buf base;      /* those segments joined by "/" */
+  mb_buf text;      /* expanded alternatives, back to back; segments point into it */
 };
 
 /* ---- one segment ------------------------------------------------------------------------------
@@ -214,6 +216,12 @@ bool mb_glob_filter(const mb_glob *g, const char *rel, size_t len)
   return mb_glob_match(g, base, n);
 }
 
+const char *mb_glob_base(const mb_glob *g, size_t *len)
+{
+  *len = g->base.len;
+  return g->base.data ? g->base.data : "";
+}
+
 bool mb_glob_has_slash(const mb_glob *g)
 {
   return g->has_slash;
@@ -319,6 +327,7 @@ void mb_glob_free(mb_glob *g)
     for (size_t i = 0; i < g->nalt; i++) free(g->alts[i].segs);
   free(g->alts);
   mb_buf_free(&g->text);
+  mb_buf_free(&g->base);
   free(g);
 }
 
@@ -382,6 +391,29 @@ mb_code mb_glob_compile(const char *pat, size_t len, mb_glob **out, mb_buf *err)
     alt->nseg = w;
   }
   free(ends);
+  /* The literal directory prefix: segments before the last that every alternative spells the
+   * same way without metacharacters (a walker may start there). */
+  size_t k = 0;
+  for (;; k++) {
+    const galt *a0 = &g->alts[0];
+    if (k + 1 >= a0->nseg || !a0->segs[k].literal) break;
+    const gseg *sk = &a0->segs[k];
+    if ((sk->n == 1 && sk->p[0] == '.') || (sk->n == 2 && sk->p[0] == '.' && sk->p[1] == '.'))
+      break;
+    bool same = true;
+    for (size_t a = 1; a < g->nalt && same; a++) {
+      const galt *ai = &g->alts[a];
+      same = k + 1 < ai->nseg && ai->segs[k].literal && ai->segs[k].n == a0->segs[k].n &&
+             memcmp(ai->segs[k].p, a0->segs[k].p, a0->segs[k].n) == 0;
+    }
+    if (!same) break;
+    if ((k && !mb_buf_add(&g->base, "/", 1)) ||
+        !mb_buf_add(&g->base, a0->segs[k].p, a0->segs[k].n)) {
+      mb_glob_free(g);
+      return MB_ENOMEM;
+    }
+  }
+  g->base_segs = k;
   *out = g;
   return NULL;
 oom:

@@ -299,7 +299,18 @@ static int state_glob(lua_State *L)
   mb_glob **g = (mb_glob **)mb_lbox(L, (void (*)(void *))mb_glob_free);
   mb_code code = mb_glob_compile(pat, plen, g, err);
   if (code) return mb_lfail(L, code, err);
-  size_t end, i = mb_store_below(&st->store, p->data, p->len, &end);
+  /* Only the range below the pattern's literal directories can match. */
+  size_t blen, end, i;
+  const char *lit = mb_glob_base(*g, &blen);
+  if (blen) {
+    mb_buf *dir = mb_lbuf(L);
+    if (!mb_buf_add(dir, p->data, p->len == 1 ? 0 : p->len) || !mb_buf_add(dir, "/", 1) ||
+        !mb_buf_add(dir, lit, blen))
+      return mb_fail(L, MB_ENOMEM, "glob %s: out of memory", p->data);
+    i = mb_store_below(&st->store, dir->data, dir->len, &end);
+  } else {
+    i = mb_store_below(&st->store, p->data, p->len, &end);
+  }
   void **slot = mb_lbox(L, free);
   mb_entry **hits = malloc((end - i + 1) * sizeof *hits);
   *slot = hits;
