@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +25,11 @@
 #define LFS_MAXLINKS 40
 #define LFS_MAXPATH (64 * 1024) /* a spliced walk path longer than this is ENAMETOOLONG */
 
-static int openat2_missing;
+static atomic_int openat2_missing; /* set once the kernel said ENOSYS; read by any thread */
 
 int lfs_openat2_missing(void)
 {
-  return openat2_missing;
+  return atomic_load_explicit(&openat2_missing, memory_order_relaxed);
 }
 
 /* ---- area set-up --------------------------------------------------------------------------- */
@@ -244,7 +245,7 @@ static int walk_open(const lfs_area *a, const char *rel, int flags)
 int lfs_open(const lfs_area *a, const char *rel, int flags)
 {
   if (strlen(rel) >= PATH_MAX) return -ENAMETOOLONG;
-  if (a->resolver == LFS_RESOLVE_WALK || openat2_missing) return walk_open(a, rel, flags);
+  if (a->resolver == LFS_RESOLVE_WALK || lfs_openat2_missing()) return walk_open(a, rel, flags);
   struct open_how how = {
       .flags = (uint64_t)(flags | O_CLOEXEC),
       .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
@@ -252,7 +253,7 @@ int lfs_open(const lfs_area *a, const char *rel, int flags)
   long fd = syscall(SYS_openat2, a->dirfd, rel[0] ? rel : ".", &how, sizeof how);
   if (fd >= 0) return (int)fd;
   int err = errno;
-  if (err == ENOSYS) openat2_missing = 1;
+  if (err == ENOSYS) atomic_store_explicit(&openat2_missing, 1, memory_order_relaxed);
   /* EXDEV: the path left the area lexically or met an absolute symlink. The walk tells an
    * absolute link that points back inside (followed) from a real escape (EXDEV). */
   if (err == ENOSYS || err == EXDEV) return walk_open(a, rel, flags);
@@ -399,15 +400,25 @@ int lfs_read_all(const lfs_area *a, const char *rel, char **out, size_t *len)
   return r;
 }
 
+/* Temp names: a random 64-bit seed drawn once, then a counter mixed by splitmix64, so a write
+ * costs no getrandom(2). O_EXCL catches the (harmless) collision with a stale file. */
 static void temp_name(char *buf, size_t cap)
 {
-  uint64_t x;
-  if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40) ^
-        (uint64_t)(uintptr_t)buf;
+  static _Atomic uint64_t seed, counter;
+  uint64_t s = atomic_load_explicit(&seed, memory_order_relaxed);
+  if (s == 0) {
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      s = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 40);
+    }
+    s |= 1;
+    atomic_store_explicit(&seed, s, memory_order_relaxed);
   }
+  uint64_t x = s + 0x9E3779B97F4A7C15ull * atomic_fetch_add(&counter, 1);
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  x ^= x >> 31;
   snprintf(buf, cap, ".mb-%016llx.tmp", (unsigned long long)x);
 }
 
