@@ -1,0 +1,127 @@
+-- Sandbox benchmark (issue 5 item 5): ./build/moonbox run bench/sandbox.lua [RUNS]
+--
+-- The median (and p90) round trip of one trivial command through each way of running it, all
+-- in one run on the same machine, RUNS times each (default 300, after 20 warm-up runs):
+--
+--   local_sandbox   sb:execute("true") — spawn /bin/sh -c true in its own process group,
+--                   capture, wait on the loop, build the result table. Target < 1 ms.
+--   proc floor      moonbox.proc.run{"/bin/sh", "-c", "true"}: the same without the Lua layer
+--   raw /bin/true   moonbox.proc.run{"/bin/true"}: no shell at all
+--
+-- and the amortized cost per command when 8 tasks run them concurrently.
+--
+-- Adding a row (namespace_sandbox, bwrap, unshare, ...): append to `rows` below. A row is
+--   { label = "...", target = <ms or nil>, make = function(dir) return run, cleanup end }
+-- where make gets a fresh temporary directory and returns the function timed per call (it
+-- raises on failure) and an optional cleanup, or nil, reason to print the row as skipped.
+-- command_row(label, argv, target) builds a row that runs argv (no shell) through moonbox.proc.
+local moonbox = require "moonbox"
+local proc = require "moonbox.proc"
+
+local RUNS = tonumber(arg and arg[1]) or 300
+local WARMUP = 20
+
+local function median_p90(list)
+  local s = {}
+  for i, v in ipairs(list) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  local med = n % 2 == 1 and s[(n + 1) // 2] or (s[n // 2] + s[n // 2 + 1]) / 2
+  return med, s[math.max(1, math.ceil(n * 0.9))]
+end
+
+local function tmpdir()
+  local p = assert(io.popen("mktemp -d /tmp/moonbox-bench.XXXXXX"))
+  local dir = p:read("l")
+  p:close()
+  return dir, function() os.execute("rm -rf '" .. dir .. "'") end
+end
+
+local function command_row(label, argv, target)
+  return {
+    label = label,
+    target = target,
+    make = function()
+      local probe, msg = proc.run(argv)
+      if not probe then return nil, msg end
+      if probe.exit_code ~= 0 then
+        return nil, "exit " .. probe.exit_code .. ": " .. probe.output:gsub("\n.*", "")
+      end
+      return function()
+        local r = assert(proc.run(argv))
+        if r.exit_code ~= 0 then error(label .. ": exit " .. r.exit_code) end
+      end
+    end,
+  }
+end
+
+local rows = {
+  {
+    label = 'local_sandbox execute("true")',
+    target = 1.0,
+    make = function(dir)
+      local sb = assert(moonbox.local_sandbox { root = dir })
+      return function()
+        local r = sb:execute("true")
+        if r.exit_code ~= 0 then error("execute: exit " .. r.exit_code) end
+      end, function() sb:stop() end
+    end,
+  },
+  command_row("proc.run /bin/sh -c true (floor)", { "/bin/sh", "-c", "true" }),
+  command_row("proc.run /bin/true (no shell)", { "/bin/true" }),
+  -- namespace_sandbox, bwrap and unshare rows go here (helper "ns").
+}
+
+local function measure(row)
+  local dir, cleanup_dir = tmpdir()
+  local run, cleanup = row.make(dir)
+  if not run then
+    cleanup_dir()
+    return nil, cleanup
+  end
+  for _ = 1, WARMUP do run() end
+  local times = {}
+  for i = 1, RUNS do
+    local t0 = moonbox.now()
+    run()
+    times[i] = (moonbox.now() - t0) * 1000
+  end
+  if cleanup then cleanup() end
+  cleanup_dir()
+  return median_p90(times)
+end
+
+-- Amortized cost per command with 8 tasks issuing execute("true") at once.
+local function concurrent(n_tasks, per_task)
+  local dir, cleanup_dir = tmpdir()
+  local sb = assert(moonbox.local_sandbox { root = dir })
+  local t0 = moonbox.now()
+  local tasks = {}
+  for i = 1, n_tasks do
+    tasks[i] = moonbox.spawn(function()
+      for _ = 1, per_task do assert(sb:execute("true").exit_code == 0) end
+    end)
+  end
+  for _, t in ipairs(tasks) do t:join() end
+  local per = (moonbox.now() - t0) * 1000 / (n_tasks * per_task)
+  sb:stop()
+  cleanup_dir()
+  return per
+end
+
+print(string.format("sandbox round trip, %d runs each (median / p90, ms)", RUNS))
+print(string.format("%-44s %9s %9s %9s  %s", "command", "median", "p90", "target", ""))
+for _, row in ipairs(rows) do
+  local med, p90 = measure(row)
+  if med == nil then
+    print(string.format("%-44s %9s %9s %9s  skipped: %s", row.label, "-", "-",
+      row.target and string.format("< %.1f", row.target) or "", tostring(p90)))
+  else
+    local verdict = ""
+    if row.target then verdict = med < row.target and "ok" or "MISSED" end
+    print(string.format("%-44s %9.3f %9.3f %9s  %s", row.label, med, p90,
+      row.target and string.format("< %.1f", row.target) or "", verdict))
+  end
+end
+print(string.format("%-44s %9.3f   (amortized per command)", 'local_sandbox, 8 tasks x 100 "true"',
+  concurrent(8, 100)))
