@@ -106,25 +106,25 @@ static const char *why(int err, const char **code)
   *code = mb_errno_code(err);
   switch (err) {
     case ENOENT:
-      return "no such file or directory";
+      return "no such file or directory (ls or glob show what exists)";
     case EXDEV:
       *code = "EACCES";
       return "resolves outside the root (a symlink or '..' leads out); only paths inside it "
              "are allowed";
     case ELOOP:
-      return "too many levels of symbolic links";
+      return "too many levels of symbolic links (a link loop?)";
     case EACCES:
     case EPERM:
-      return "permission denied by the operating system";
+      return "permission denied by the operating system (file mode or owner)";
     case EISDIR:
-      return "is a directory";
+      return "is a directory (ls lists it; give a file path)";
     case ENOTDIR:
-      return "a parent of it is not a directory";
+      return "a parent of it is a file, not a directory";
     case ENAMETOOLONG:
-      return "name too long";
+      return "name too long (at most 255 bytes a name, 4095 a path)";
     case EINVAL:
       *code = "INVALID";
-      return "not a regular file";
+      return "not a regular file (a device, FIFO or socket); only regular files are read";
     default:
       return strerror(err);
   }
