@@ -104,6 +104,65 @@ describe("state_backend", function()
     end)
   end)
 
+  describe("grep on a worker thread", function()
+    local function big_store()
+      local b = new {}
+      for i = 1, 120 do -- about 1.3 MB: over the worker threshold
+        b:write(("/f%03d.txt"):format(i), ("filler line\n"):rep(900) .. "NEEDLE " .. i .. "\n")
+      end
+      return b
+    end
+
+    it("searches a snapshot while other tasks rewrite the files", function()
+      local b = big_store()
+      local g = moonbox.spawn(function() return b:grep("NEEDLE \\d+", { max = 1000 }) end)
+      local w = moonbox.spawn(function()
+        for i = 1, 120 do b:write(("/f%03d.txt"):format(i), "replaced\n") end
+      end)
+      local r = g:join()
+      w:join()
+      assert.equal(120, #r)
+      assert.same({ path = "/f001.txt", line_number = 901, line = "NEEDLE 1" }, r[1])
+      assert.same({ path = "/f120.txt", line_number = 901, line = "NEEDLE 120" }, r[120])
+      assert.same({}, b:grep("NEEDLE"))
+      assert.equal("replaced\n", b:read_bytes("/f007.txt"))
+    end)
+
+    it("keeps the store alive when it is closed during the search", function()
+      local b = big_store()
+      local g = moonbox.spawn(function() return b:grep("NEEDLE 7\\b") end)
+      local c = moonbox.spawn(function() b:close() end)
+      local r = g:join()
+      c:join()
+      assert.same({ { path = "/f007.txt", line_number = 901, line = "NEEDLE 7" } }, r)
+      assert.has_error(function() b:ls("/") end, "attempt to use a closed Backend")
+    end)
+
+    it("drops the results of a cancelled search and keeps working", function()
+      local b = big_store()
+      local g = moonbox.spawn(function() return b:grep("NEEDLE") end)
+      moonbox.spawn(function() g:cancel() end):join()
+      pcall(g.join, g)
+      collectgarbage()
+      b:write("/f001.txt", "NEEDLE again\n")
+      assert.equal(120, #b:grep("NEEDLE"))
+    end)
+
+    it("reports a bad pattern and a costly one from the worker path", function()
+      local b = big_store()
+      local t = moonbox.spawn(function()
+        local _, _, code = b:grep("(unclosed")
+        b:write("/evil.txt", ("a"):rep(40) .. "b\n")
+        local _, msg2, code2 = b:grep("(a+)+$")
+        return code, msg2, code2
+      end)
+      local code, msg2, code2 = t:join()
+      assert.equal("INVALID", code)
+      assert.equal("INVALID", code2)
+      assert.matches("too costly", msg2, 1, true)
+    end)
+  end)
+
   describe("at scale", function()
     it("keeps ls, glob and grep fast over thousands of files", function()
       local b = new {}

@@ -15,27 +15,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/backend_lua.h"
-#include "state/state_store.h"
+#include "state/state_internal.h"
 
-#define STATE_TYPE "moonbox.state.Backend"
-
-typedef struct {
-  mb_store store;
-  bool closed;
-} state;
-
-static state *state_check(lua_State *L)
+state *state_check(lua_State *L)
 {
   state *st = luaL_checkudata(L, 1, STATE_TYPE);
   if (st->closed) luaL_error(L, "attempt to use a closed Backend");
   return st;
 }
 
+void state_unhold(state *st)
+{
+  mb_store_release(&st->store);
+  if (st->free_pending && st->store.readers == 0) {
+    mb_store_free(&st->store);
+    st->free_pending = false;
+  }
+}
+
+/* A grep on a worker may still read the store: then the memory goes when it is done. */
 static int state_release(lua_State *L)
 {
   state *st = luaL_checkudata(L, 1, STATE_TYPE);
-  if (!st->closed) mb_store_free(&st->store);
+  if (!st->closed) {
+    if (st->store.readers)
+      st->free_pending = true;
+    else
+      mb_store_free(&st->store);
+  }
   st->closed = true;
   return 0;
 }
@@ -61,8 +68,7 @@ static void push_file(lua_State *L, const mb_entry *e)
                     (long)(e->mtime_us % 1000000) * 1000);
 }
 
-/* ---- exists, read_bytes, read ------------------------------------------------------------------
- */
+/* ---- exists, read_bytes, read -------------------------------------------------------- */
 
 static int state_exists(lua_State *L)
 {
@@ -115,8 +121,7 @@ static int state_read(lua_State *L)
   return 1;
 }
 
-/* ---- write, edit --------------------------------------------------------------------------------
- */
+/* ---- write, edit --------------------------------------------------------------------- */
 
 /* Refuses a path that is a directory or lies below a file; returns 3 after pushing the triple. */
 static int check_writable(lua_State *L, state *st, const char *op, const mb_buf *p)
@@ -182,8 +187,11 @@ static int state_edit(lua_State *L)
   if (code) return mb_lfail(L, code, err);
   char *data = out->data ? out->data : copy_bytes("", 0);
   if (!data) return mb_fail(L, MB_ENOMEM, "edit %s: out of memory", p->data);
-  mb_store_put(&st->store, p->data, p->len, data, out->len, -1, -1); /* existing: cannot fail */
-  out->data = NULL;                                                  /* the store owns it now */
+  if (!mb_store_put(&st->store, p->data, p->len, data, out->len, -1, -1)) {
+    if (!out->data) free(data);
+    return mb_fail(L, MB_ENOMEM, "edit %s: out of memory", p->data);
+  }
+  out->data = NULL; /* the store owns it now */
   out->len = out->cap = 0;
   lua_createtable(L, 0, 2);
   mb_lpushbuf(L, p);
@@ -193,8 +201,7 @@ static int state_edit(lua_State *L)
   return 1;
 }
 
-/* ---- ls, glob ----------------------------------------------------------------------------------
- */
+/* ---- ls, glob ------------------------------------------------------------------------ */
 
 typedef struct {
   const char *name;
@@ -342,71 +349,7 @@ static int state_glob(lua_State *L)
   return 1;
 }
 
-/* ---- grep
- * ---------------------------------------------------------------------------------------- */
-
-typedef struct {
-  lua_State *L;
-  const mb_entry *file;
-  lua_Integer max, count;
-} grep_sink;
-
-static bool grep_hit(void *ud, size_t line_no, const char *line, size_t len)
-{
-  grep_sink *g = ud;
-  mb_lpush_match(g->L, g->file->path, g->file->plen, line_no, line, len);
-  lua_rawseti(g->L, -2, ++g->count);
-  return g->max == 0 || g->count < g->max;
-}
-
-/* Searches one file; binary content is skipped. Returns NULL or the code with err set. */
-static mb_code grep_file(grep_sink *g, mb_regex *re, const mb_entry *e, mb_buf *err)
-{
-  g->file = e;
-  mb_code code = mb_regex_grep(re, e->data ? e->data : "", e->len, e->path, grep_hit, g, err);
-  return code == MB_BINARY ? NULL : code;
-}
-
-static int state_grep(lua_State *L)
-{
-  state *st = state_check(L);
-  size_t plen;
-  const char *pat = luaL_checklstring(L, 2, &plen);
-  mb_grep_opts o;
-  mb_lcheck_grep_opts(L, 3, &o);
-  mb_buf *p = mb_lbuf(L), *err = mb_lbuf(L);
-  mb_code code = mb_path_normalize(o.path ? o.path : "/", o.path ? o.path_len : 1, p, err);
-  if (code) return mb_lfail(L, code, err);
-  mb_regex **re = (mb_regex **)mb_lbox(L, (void (*)(void *))mb_regex_free);
-  int flags = (o.fixed ? MB_RE_FIXED : 0) | (o.ignore_case ? MB_RE_IGNORE_CASE : 0);
-  code = mb_regex_compile(pat, plen, flags, re, err);
-  if (code) return mb_lfail(L, code, err);
-  mb_glob **g = (mb_glob **)mb_lbox(L, (void (*)(void *))mb_glob_free);
-  if (o.glob && (code = mb_glob_compile(o.glob, o.glob_len, g, err))) return mb_lfail(L, code, err);
-  lua_newtable(L);
-  grep_sink sink = {L, NULL, o.max, 0};
-  mb_entry *e = mb_store_get(&st->store, p->data, p->len);
-  if (e) { /* a file named explicitly is searched even when hidden or filtered out */
-    code = grep_file(&sink, *re, e, err);
-    return code ? mb_lfail(L, code, err) : 1;
-  }
-  if (!mb_store_is_dir(&st->store, p->data, p->len))
-    return mb_fail(L, "ENOENT", "grep %s: no such file or directory", p->data);
-  size_t end, i = mb_store_below(&st->store, p->data, p->len, &end);
-  size_t base = p->len == 1 ? 1 : p->len + 1;
-  for (; i < end && (sink.max == 0 || sink.count < sink.max); i++) {
-    e = st->store.order[i];
-    const char *rel = e->path + base;
-    size_t rlen = e->plen - base;
-    if (mb_grep_skips(rel, rlen, false, o.ignore_hidden)) continue;
-    if (*g && !mb_glob_filter(*g, rel, rlen)) continue;
-    if ((code = grep_file(&sink, *re, e, err))) return mb_lfail(L, code, err);
-  }
-  return 1;
-}
-
-/* ---- files(): export --------------------------------------------------------------------------
- */
+/* ---- files(): export ----------------------------------------------------------------- */
 
 static void push_iso(lua_State *L, int64_t us)
 {
@@ -445,8 +388,7 @@ static int state_files(lua_State *L)
   return 1;
 }
 
-/* ---- constructor ------------------------------------------------------------------------------
- */
+/* ---- constructor --------------------------------------------------------------------- */
 
 /* Optional time field of a file record: microseconds, or -1 when absent. Raises when malformed. */
 static int64_t opt_time(lua_State *L, int rec, const char *key, const char *path)
@@ -561,6 +503,7 @@ static int state_new(lua_State *L)
   state *st = lua_newuserdatauv(L, sizeof *st, 0);
   mb_store_init(&st->store);
   st->closed = false;
+  st->free_pending = false;
   luaL_setmetatable(L, STATE_TYPE);
   int self = lua_gettop(L);
   if (!lua_isnoneornil(L, 1) && lua_getfield(L, 1, "files") != LUA_TNIL) {

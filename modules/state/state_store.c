@@ -38,6 +38,8 @@ void mb_store_free(mb_store *s)
     free(s->order[i]->data);
     free(s->order[i]);
   }
+  for (size_t i = 0; i < s->ngrave; i++) free(s->graveyard[i]);
+  free(s->graveyard);
   free(s->order);
   free(s->slots);
   mb_store_init(s);
@@ -99,7 +101,18 @@ mb_entry *mb_store_put(mb_store *s, const char *path, size_t plen, char *data, s
   if (mtime_us > s->last_us) s->last_us = mtime_us;
   mb_entry *e = mb_store_get(s, path, plen);
   if (e) {
-    free(e->data);
+    if (s->readers) { /* a worker may be reading the old content: keep it until it is done */
+      if (s->ngrave == s->grave_cap) {
+        size_t cap = s->grave_cap ? s->grave_cap * 2 : 16;
+        char **g = realloc(s->graveyard, cap * sizeof *g);
+        if (!g) return NULL;
+        s->graveyard = g;
+        s->grave_cap = cap;
+      }
+      s->graveyard[s->ngrave++] = e->data;
+    } else {
+      free(e->data);
+    }
     e->data = data;
     e->len = len;
     e->mtime_us = mtime_us;
@@ -197,4 +210,17 @@ bool mb_store_is_dir(mb_store *s, const char *path, size_t plen)
   if (plen == 1 && path[0] == '/') return true;
   size_t end, first = mb_store_below(s, path, plen, &end);
   return first < end;
+}
+
+void mb_store_hold(mb_store *s)
+{
+  s->readers++;
+}
+
+void mb_store_release(mb_store *s)
+{
+  if (s->readers && --s->readers == 0) {
+    for (size_t i = 0; i < s->ngrave; i++) free(s->graveyard[i]);
+    s->ngrave = 0;
+  }
 }

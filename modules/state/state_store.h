@@ -5,7 +5,8 @@
  * directory, what lies below it — by binary search, so ls, glob and grep touch only the range
  * they need. New paths are appended unsorted and merged in on the next sorted query
  * (O(n + k log k)), so a burst of writes costs no re-sorting per write. Directories are implied
- * by the files below them. Entries are never removed (the protocol has no delete). */
+ * by the files below them. Entries are never removed (the protocol has no delete).
+ * Single-threaded, except that contents may be read by worker threads under mb_store_hold. */
 #ifndef MB_STATE_STORE_H
 #define MB_STATE_STORE_H
 
@@ -30,7 +31,10 @@ typedef struct {
   size_t count;
   size_t nsorted;
   size_t order_cap;
-  int64_t last_us; /* the store's clock never repeats: writes order strictly */
+  int64_t last_us;  /* the store's clock never repeats: writes order strictly */
+  size_t readers;   /* pending worker jobs reading contents (mb_store_hold) */
+  char **graveyard; /* contents replaced while readers > 0, freed when the last one leaves */
+  size_t ngrave, grave_cap;
 } mb_store;
 
 void mb_store_init(mb_store *s);
@@ -56,6 +60,12 @@ bool mb_store_is_dir(mb_store *s, const char *path, size_t plen);
 /* The sorted range of entries strictly below directory `dir` ("/" = everything): returns the
  * first index and stores the end index. */
 size_t mb_store_below(mb_store *s, const char *dir, size_t dlen, size_t *end);
+
+/* A reader (a grep running on a worker thread) may keep reading the contents and paths it saw:
+ * until it calls mb_store_release, replaced contents are kept aside instead of freed. Entries and
+ * paths are never freed while the store lives. */
+void mb_store_hold(mb_store *s);
+void mb_store_release(mb_store *s);
 
 /* Microseconds since the epoch, strictly greater than any value it returned before. */
 int64_t mb_store_now(mb_store *s);
