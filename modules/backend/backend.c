@@ -13,8 +13,7 @@
 #define GLOB_TYPE "moonbox.backend.Glob"
 #define REGEX_TYPE "moonbox.backend.Regex"
 
-/* ---- paths and text ----------------------------------------------------------------------------
- */
+/* ---- paths and text ------------------------------------------------------------------ */
 
 static int backend_normalize(lua_State *L)
 {
@@ -97,8 +96,7 @@ static int backend_apply_edit(lua_State *L)
   return 2;
 }
 
-/* ---- grep's walk rules ------------------------------------------------------------------------
- */
+/* ---- grep's walk rules --------------------------------------------------------------- */
 
 static int backend_grep_skips(lua_State *L)
 {
@@ -132,7 +130,7 @@ static int backend_grep_opts(lua_State *L)
   return 1;
 }
 
-/* ---- Glob ------------------------------------------------------------------------------------ */
+/* ---- Glob ---------------------------------------------------------------------------- */
 
 static mb_glob **glob_check(lua_State *L)
 {
@@ -203,7 +201,7 @@ static int glob_has_slash(lua_State *L)
   return 1;
 }
 
-/* ---- Regex ----------------------------------------------------------------------------------- */
+/* ---- Regex --------------------------------------------------------------------------- */
 
 static mb_regex **regex_check(lua_State *L)
 {
@@ -308,8 +306,7 @@ static int regex_test(lua_State *L)
   return 1;
 }
 
-/* ---- time and base64 ----------------------------------------------------------------------------
- */
+/* ---- time and base64 ----------------------------------------------------------------- */
 
 static int backend_iso8601(lua_State *L)
 {

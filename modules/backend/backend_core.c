@@ -14,7 +14,7 @@ const char mb_code_invalid[] = "INVALID", mb_code_binary[] = "BINARY",
            mb_code_not_found[] = "NOT_FOUND", mb_code_not_unique[] = "NOT_UNIQUE",
            mb_code_enomem[] = "ENOMEM";
 
-/* ---- buffers ------------------------------------------------------------------------------- */
+/* ---- buffers ------------------------------------------------------------------------- */
 
 bool mb_buf_reserve(mb_buf *b, size_t extra)
 {
@@ -107,7 +107,7 @@ void mb_buf_free(mb_buf *b)
   b->len = b->cap = 0;
 }
 
-/* ---- paths ----------------------------------------------------------------------------------- */
+/* ---- paths --------------------------------------------------------------------------- */
 
 static mb_code path_fail(mb_buf *err, const char *path, size_t len, const char *why)
 {
@@ -175,7 +175,7 @@ const char *mb_path_basename(const char *path, size_t len, size_t *name_len)
   return name;
 }
 
-/* ---- text or binary -------------------------------------------------------------------------- */
+/* ---- text or binary ------------------------------------------------------------------ */
 
 bool mb_utf8_valid(const char *str, size_t n, size_t *bad_at)
 {
@@ -227,7 +227,7 @@ mb_textkind mb_classify(const char *data, size_t len, size_t *where)
   return mb_utf8_valid(data, len, where) ? MB_TEXT : MB_BIN_UTF8;
 }
 
-/* ---- read ------------------------------------------------------------------------------------ */
+/* ---- read ---------------------------------------------------------------------------- */
 
 size_t mb_count_lines(const char *data, size_t len)
 {
@@ -327,8 +327,7 @@ mb_code mb_read_format(const char *data, size_t len, size_t offset, size_t limit
   return NULL;
 }
 
-/* ---- grep's walk rules ------------------------------------------------------------------------
- */
+/* ---- grep's walk rules --------------------------------------------------------------- */
 
 static const char *const skipped_dirs[] = {
     ".git",          "node_modules", "__pycache__", ".venv", "venv", ".tox", ".mypy_cache",
@@ -363,7 +362,7 @@ bool mb_grep_skips(const char *rel, size_t len, bool last_is_dir, bool ignore_hi
   return false;
 }
 
-/* ---- time ------------------------------------------------------------------------------------ */
+/* ---- time ---------------------------------------------------------------------------- */
 
 size_t mb_iso8601(int64_t sec, long nsec, char out[MB_ISO8601_SIZE])
 {
@@ -422,7 +421,7 @@ bool mb_iso8601_parse(const char *s, size_t n, int64_t *sec, long *nsec)
   return true;
 }
 
-/* ---- base64 ---------------------------------------------------------------------------------- */
+/* ---- base64 -------------------------------------------------------------------------- */
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
