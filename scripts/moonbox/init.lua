@@ -13,7 +13,7 @@ M.paths = paths
 local registry = {
   monotonic = { "moonbox.core", "monotonic" },
   hashline = { "moonbox.hashline" },
-  local_backend = { "moonbox.localfs", "local_backend" },
+  local_backend = { "moonbox.guard", "local_backend" }, -- moonbox.localfs, guarded on request
   state_backend = { "moonbox.state", "new" },
   -- tasks and the loop (modules/task)
   spawn = { "moonbox.task", "spawn" },
@@ -26,6 +26,7 @@ local registry = {
   local_sandbox = { "moonbox.sandbox", "local_sandbox" },
   sandbox = { "moonbox.sandbox" },
   permissions = { "moonbox.permissions" },
+  guard = { "moonbox.guard", "guard" },
 }
 
 M._registry = registry
