@@ -51,7 +51,9 @@ describe("permissions rulesets", function()
   end)
 
   it("is reachable as moonbox.permissions", function()
-    assert.equal(perms, moonbox.permissions)
+    -- (not compared by identity: busted reloads modules per spec file, moonbox caches its fields)
+    assert.equal("function", type(moonbox.permissions.checker))
+    assert.equal("ask", moonbox.permissions.presets.DEFAULT.default)
   end)
 end)
 
