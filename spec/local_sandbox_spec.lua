@@ -38,6 +38,13 @@ local function rss_kb(field)
 end
 
 describe("local_sandbox", function()
+  -- Hygiene: every task a test spawned has finished (the running main task aside).
+  after_each(function()
+    local stats = require("moonbox.task").stats()
+    local own = moonbox.in_task() and 1 or 0
+    assert.equal(0, stats.tasks - own, "tasks left unfinished by the test")
+  end)
+
   local dir, cleanup, sb
   before_each(function()
     dir, cleanup = tmpdir.make()
@@ -165,6 +172,10 @@ describe("local_sandbox", function()
       assert.equal("before\n", r.output)
       local s = assert(moonbox.local_sandbox { root = dir, timeout = 0.1 })
       assert.is_true(s:execute("sleep 5").timed_out)
+      -- timeout = 0 is honoured (the reference's 0.2.7 behaviour), not read as "no timeout"
+      local zero = sb:execute("sleep 5", { timeout = 0 })
+      assert.is_true(zero.timed_out)
+      assert.equal(124, zero.exit_code)
     end)
 
     it("kills a grandchild on timeout: the whole process group goes", function()

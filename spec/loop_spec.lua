@@ -28,6 +28,13 @@ local function run_script(text)
 end
 
 describe("moonbox tasks", function()
+  -- Hygiene: every task a test spawned has finished (the running main task aside).
+  after_each(function()
+    local stats = require("moonbox.task").stats()
+    local own = moonbox.in_task() and 1 or 0
+    assert.equal(0, stats.tasks - own, "tasks left unfinished by the test")
+  end)
+
   it("exposes the task API through the registry", function()
     for _, name in ipairs { "spawn", "sleep", "now", "run", "in_task" } do
       assert.equal("function", type(moonbox[name]))

@@ -12,6 +12,8 @@
  *   run() -> stuck                outside a task: run the loop until every task has finished;
  *                                 returns the number of tasks left waiting on nothing (deadlock)
  *   in_task() -> boolean          whether waits here yield (true) or block (false)
+ *   stats() -> {tasks, handles}   unfinished tasks (the running main task included) and live
+ *                                 loop handles (fds, timers, children, work, deferred)
  *   io.wait_readable(fd [, timeout]) / io.reader(fd)   see io.c
  *
  * Owns: each sleep holds a timer in a userdata on the waiting stack (released on wake, cancel
@@ -97,9 +99,20 @@ static int task_in_task(lua_State *L)
   return 1;
 }
 
-static const luaL_Reg task_funcs[] = {{"spawn", task_spawn},     {"now", task_now},
-                                      {"sleep", task_sleep},     {"run", task_run},
-                                      {"in_task", task_in_task}, {NULL, NULL}};
+static int task_stats(lua_State *L)
+{
+  mb_loop *loop = mb_loop_get(L);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, (lua_Integer)mb_sched_live(L));
+  lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, (lua_Integer)mb_loop_alive(loop));
+  lua_setfield(L, -2, "handles");
+  return 1;
+}
+
+static const luaL_Reg task_funcs[] = {
+    {"spawn", task_spawn},     {"now", task_now},     {"sleep", task_sleep}, {"run", task_run},
+    {"in_task", task_in_task}, {"stats", task_stats}, {NULL, NULL}};
 
 MB_EXPORT int luaopen_moonbox_task(lua_State *L);
 MB_EXPORT int luaopen_moonbox_task(lua_State *L)
