@@ -27,6 +27,8 @@ local registry = {
   sandbox = { "moonbox.sandbox" },
   permissions = { "moonbox.permissions" },
   guard = { "moonbox.guard", "guard" },
+  -- tenant policies in a restricted state (scripts/moonbox/policy.lua over modules/restricted)
+  policy = { "moonbox.policy" },
 }
 
 M._registry = registry

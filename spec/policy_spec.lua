@@ -1,0 +1,258 @@
+-- moonbox.policy: tenant policy scripts (issue 4 item 6) and the example tenants.
+local moonbox = require "moonbox"
+local tmpdir = require "spec.support.tmpdir"
+
+local policy = moonbox.policy
+local TENANTS = moonbox.paths.presets .. "/tenants/"
+
+local function failed(code, pattern, p, msg, got)
+  assert.is_nil(p)
+  assert.are.equal(code, got, msg)
+  if pattern then assert.matches(pattern, msg) end
+  return msg
+end
+
+-- A policy with a decide function around `body` (a Lua expression or statements).
+local function with_decide(body, opts)
+  return assert(policy.load_string(
+    "return { ruleset = 'DEFAULT', decide = function(req) " .. body .. " end }", opts))
+end
+
+describe("moonbox.policy", function()
+  describe("the example tenants", function()
+    it("loads the read-only reviewer", function()
+      local p = assert(policy.load(TENANTS .. "reviewer.lua"))
+      assert.are.equal("reviewer", p.name)
+      assert.are.same({ "ls", "read_file", "glob", "grep" }, p.tools)
+      assert.are.same({ execute_timeout = 1, max_output = 20000, network = false, pids = 1 }, p.limits)
+      assert.is_false(p:has_decide())
+      for _, op in ipairs({ "write", "edit", "execute" }) do
+        assert.are.equal("deny", (p:check(op, "/src/main.c")))
+      end
+      assert.are.equal("allow", (p:check("read", "/src/main.c")))
+      assert.are.equal("allow", (p:check("grep", "/src/main.c")))
+      assert.are.same({ "deny", "Protect sensitive files" }, { p:check("read", "/app/.env") })
+      assert.are.same({ "deny", "Reviewers do not read private notes" }, { p:check("read", "/docs/private/plan.md") })
+      assert.are.equal("deny", (p:check("grep", "/docs/private/plan.md")))
+      local _, msg, code = p:decide{ operation = "read", target = "/a" }
+      assert.are.equal("INVALID", code)
+      assert.matches("no decide", msg)
+      p:close()
+    end)
+
+    it("loads the sandboxed coder and runs its decide under the caps", function()
+      local p = assert(policy.load(TENANTS .. "coder.lua"))
+      assert.are.equal("coder", p.name)
+      assert.are.same({ execute_timeout = 120, max_output = 100000, memory = "1G", pids = 256, network = false },
+        p.limits)
+      assert.are.same({ ["/memories/"] = { backend = "state" } }, p.routes)
+      assert.is_true(p:has_decide())
+      assert.are.equal("allow", (p:check("write", "/src/main.c")))
+      assert.are.equal("allow", (p:check("execute", "make test")))
+      assert.are.same({ "deny", "curl needs the network, and this sandbox has none" },
+        { p:check("execute", "make && curl -s https://example.com") })
+      assert.are.same({ "deny", "the git directory belongs to the host" }, { p:check("edit", "/.git/config") })
+      -- the ruleset still speaks where decide has no opinion
+      assert.are.same({ "deny", "Protect sensitive files" }, { p:check("read", "/.env") })
+      assert.are.equal("deny", (p:check("execute", "rm -rf /")))
+      assert.are.same({ "deny", "wget needs the network, and this sandbox has none" },
+        { p:decide{ operation = "execute", target = "wget x" } })
+      assert.is_nil((p:decide{ operation = "read", target = "/a" }))
+      p:close()
+      p:close()
+    end)
+  end)
+
+  describe("what a policy returns", function()
+    it("accepts a preset name as the ruleset", function()
+      local p = assert(policy.load_string("return { ruleset = 'READONLY' }"))
+      assert.are.equal("deny", (p:check("write", "/a")))
+      assert.are.same({}, p.limits)
+      assert.is_nil(p.tools)
+    end)
+
+    it("sees the presets, read-only", function()
+      local p = assert(policy.load_string([[
+        assert(presets.DEFAULT.read.rules[1].pattern == "**/.env")
+        assert(presets.SECRETS_PATTERNS[1] == "**/.env")
+        assert(presets.create_ruleset == nil)
+        return { ruleset = presets.STRICT }]]))
+      assert.are.equal("ask", (p:check("read", "/a")))
+    end)
+
+    it("fails the load when it writes to a preset", function()
+      failed("INVALID", "read%-only", policy.load_string([[
+        presets.DEFAULT.read.default = "deny"
+        return { ruleset = presets.DEFAULT }]]))
+      failed("INVALID", "read%-only", policy.load_string([[
+        table.insert(presets.READONLY.write.rules, { pattern = "**", action = "allow" })
+        return { ruleset = "READONLY" }]]))
+      -- and the next policy still sees the original
+      local p = assert(policy.load_string("return { ruleset = 'DEFAULT' }"))
+      assert.are.equal("allow", (p:check("read", "/a")))
+    end)
+
+    it("normalizes tools given as a map and routes without a trailing slash", function()
+      local p = assert(policy.load_string([[return { ruleset = "DEFAULT",
+        tools = { grep = true, ls = true, execute = false },
+        routes = { ["/mem"] = { backend = "state", files = { ["/a"] = "x" } } } }]]))
+      assert.are.same({ "grep", "ls" }, p.tools)
+      assert.are.same({ ["/mem/"] = { backend = "state", files = { ["/a"] = "x" } } }, p.routes)
+    end)
+
+    it("collects what the policy printed", function()
+      local p = with_decide("print('checking', req.target) return 'allow'")
+      p:decide{ operation = "read", target = "/a" }
+      assert.are.same({ "checking\t/a" }, p:log())
+    end)
+
+    for _, case in ipairs({
+      { "return nil", "must return a table" },
+      { "return 'DEFAULT'", "must return a table" },
+      { "return {}", "must set ruleset" },
+      { "return { ruleset = 'NOPE' }", "no preset 'NOPE'" },
+      { "return { ruleset = { read = { default = 'maybe' } } }", "invalid action 'maybe'" },
+      { "return { ruleset = { delete = {} } }", "unknown operation 'delete'" },
+      { "return { ruleset = 'DEFAULT', extra = 1 }", "unknown field 'extra'" },
+      { "return { ruleset = 'DEFAULT', limits = { cpu = 1 } }", "limits.cpu is not a known limit" },
+      { "return { ruleset = 'DEFAULT', limits = { memory = 'lots' } }", "limits.memory must be" },
+      { "return { ruleset = 'DEFAULT', limits = { network = 'no' } }", "limits.network must be a boolean" },
+      { "return { ruleset = 'DEFAULT', limits = { pids = -1 } }", "limits.pids must be" },
+      { "return { ruleset = 'DEFAULT', tools = { 'ls', 'ls' } }", "lists 'ls' twice" },
+      { "return { ruleset = 'DEFAULT', tools = { 'rm -rf' } }", "not a tool name" },
+      { "return { ruleset = 'DEFAULT', routes = { ['/a/../b/'] = { backend = 'state' } } }", "not a route prefix" },
+      { "return { ruleset = 'DEFAULT', routes = { ['/'] = { backend = 'state' } } }", "not a route prefix" },
+      { "return { ruleset = 'DEFAULT', routes = { ['/m/'] = 'state' } }", "must be a table with a backend" },
+      { "return { ruleset = 'DEFAULT', tools = { x = print } }", "is a function" },
+      { "local t = {} t.t = t return { ruleset = 'DEFAULT', routes = t }", "nests deeper" },
+    }) do
+      it("refuses garbage: " .. case[1], function()
+        failed("INVALID", case[2], policy.load_string(case[1], { name = "tenant.lua" }))
+      end)
+    end
+  end)
+
+  describe("attacks on load", function()
+    local cases = {
+      { "an endless loop", "while true do end", "TIMEOUT" },
+      { "an endless loop under pcall", "while true do pcall(function() while true do end end) end", "TIMEOUT" },
+      { "unbounded allocation", "local t = {} while true do t[#t + 1] = ('x'):rep(64) .. #t end", "ENOMEM" },
+      { "a huge string.rep", "return ('x'):rep(1e9)", "ENOMEM" },
+      { "a catastrophic pattern", "return ('a'):rep(1e5):find('.-.-.-.-b')", "TIMEOUT" },
+      { "a forbidden global (os)", "os.execute('touch /tmp/pwned') return {}", "INVALID", "'os' is not available" },
+      { "a forbidden global (io)", "io.open('/etc/passwd') return {}", "INVALID", "'io' is not available" },
+      { "load", "return load('return 1')()", "INVALID", "'load' is not available" },
+      { "require", "return require('os')", "INVALID", "'require' is not available" },
+      { "debug", "return debug.getregistry()", "INVALID", "'debug' is not available" },
+      { "setmetatable", "setmetatable(presets, nil) return {}", "INVALID", "'setmetatable' is not available" },
+      { "rawset", "rawset(presets, 'DEFAULT', {}) return {}", "INVALID", "'rawset' is not available" },
+      { "collectgarbage", "collectgarbage('stop') return {}", "INVALID", "'collectgarbage' is not available" },
+      { "string.dump", "return string.dump(print)", "INVALID" },
+      { "an error", "error('the policy is broken')", "INVALID", "the policy is broken" },
+      { "a syntax error", "return {", "INVALID", "tenant.lua:1:" },
+    }
+    for _, c in ipairs(cases) do
+      it("contains " .. c[1], function()
+        -- A far deadline for the memory cases so the cap, not the clock, stops them (ASan is slow).
+        local opts = { name = "tenant.lua", timeout = c[3] == "ENOMEM" and 3 or nil }
+        failed(c[3], c[4], policy.load_string(c[2], opts))
+      end)
+    end
+
+    it("refuses a bytecode file", function()
+      local dir, remove = tmpdir.make()
+      local file = dir .. "/bad.lua"
+      local f = assert(io.open(file, "wb"))
+      f:write(string.dump(function() return { ruleset = "PERMISSIVE" } end))
+      f:close()
+      failed("INVALID", "bytecode", policy.load(file))
+      remove()
+    end)
+
+    it("reports a missing file", function()
+      failed("ENOENT", "cannot open", policy.load("/nonexistent/tenant.lua"))
+    end)
+
+    it("honours the timeout and memory options", function()
+      local t0 = moonbox.monotonic()
+      failed("TIMEOUT", "deadline of 200 ms", policy.load_string("while true do end", { timeout = 0.2 }))
+      assert.is_true(moonbox.monotonic() - t0 >= 0.19)
+      failed("ENOMEM", "256 KiB", policy.load_string("return ('x'):rep(300000)", { memory = 256 * 1024, timeout = 3 }))
+    end)
+
+    it("keeps the host running after many failed loads", function()
+      for _ = 1, 10 do
+        assert.is_nil(policy.load_string("local t = {} while true do t[#t + 1] = {} end", { timeout = 3 }))
+        assert.is_nil(policy.load_string("return os"))
+      end
+      collectgarbage()
+      assert.is_truthy(policy.load_string("return { ruleset = 'DEFAULT' }"))
+    end)
+  end)
+
+  describe("attacks through decide", function()
+    it("stops a decide that loops, denies the check, and keeps working", function()
+      local p = with_decide("if req.target == '/spin' then while true do end end return 'allow', 'fine'")
+      local a, msg, code = p:decide{ operation = "read", target = "/spin" }
+      assert.is_nil(a)
+      assert.are.equal("TIMEOUT", code, msg)
+      local action, reason = p:check("read", "/spin")
+      assert.are.equal("deny", action)
+      assert.matches("deadline", reason)
+      assert.are.same({ "allow", "fine" }, { p:decide{ operation = "read", target = "/ok" } })
+      p:close()
+    end)
+
+    it("stops a decide that allocates without bound", function()
+      local p = with_decide("local t = {} while true do t[#t + 1] = {} end", { timeout = 3 })
+      failed("ENOMEM", nil, p:decide{ operation = "read", target = "/a" })
+      p:close()
+    end)
+
+    it("stops a decide with a catastrophic pattern", function()
+      local p = with_decide("return req.target:find('.-.-.-.-b') and 'allow' or 'deny'")
+      failed("TIMEOUT", nil, p:decide{ operation = "read", target = ("a"):rep(100000) })
+      p:close()
+    end)
+
+    for _, c in ipairs({
+      { "return 'yes'", "decide returned \"yes\"" },
+      { "return print", "is a function" },
+      { "return 'allow', 42", "reason must be a string" },
+      { "error('nope')", "nope" },
+      { "return os.time()", "'os' is not available" },
+      { "presets.DEFAULT.default = 'allow' return 'allow'", "read%-only" },
+    }) do
+      it("refuses a decide that " .. c[1], function()
+        local p = with_decide(c[1])
+        failed("INVALID", c[2], p:decide{ operation = "read", target = "/a" })
+        assert.are.equal("deny", (p:check("read", "/a")))
+        p:close()
+      end)
+    end
+
+    it("keeps state between calls, inside the cap", function()
+      local p = assert(policy.load_string([[
+        local calls = 0
+        function decide(req)
+          calls = calls + 1
+          if calls > 2 then return "deny", "rate limited after 2 checks" end
+        end
+        return { ruleset = "PERMISSIVE" }]]))
+      assert.are.equal("allow", (p:check("read", "/a")))
+      assert.are.equal("allow", (p:check("read", "/a")))
+      assert.are.same({ "deny", "rate limited after 2 checks" }, { p:check("read", "/a") })
+      p:close()
+    end)
+
+    it("raises on misuse", function()
+      local p = with_decide("return 'allow'")
+      assert.has_error(function() p:decide("read") end)
+      assert.has_error(function() p:decide{ f = print } end)
+      p:close()
+      assert.has_error(function() p:decide{ operation = "read", target = "/a" } end)
+      assert.has_error(function() policy.load_string("return {}", { memroy = 1 }) end)
+      assert.has_error(function() policy.load(42) end)
+    end)
+  end)
+end)
