@@ -272,6 +272,50 @@ for _, resolver in ipairs({ "auto", "walk" }) do
   end)
 end
 
+describe("local_backend on a kernel without openat2", function()
+  -- An LD_PRELOAD shim makes syscall(SYS_openat2, ...) fail with ENOSYS, as on Linux < 5.6:
+  -- the backend must notice, switch to the walk and stay confined.
+  local dir, remove
+  before_each(function() dir, remove = tmp.make() end)
+  after_each(function() remove() end)
+
+  it("falls back to the O_NOFOLLOW walk and still refuses escapes", function()
+    spit(dir .. "/shim.c", [[
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
+long syscall(long n, ...) {
+  va_list ap; va_start(ap, n);
+  long a[6]; for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long);
+  va_end(ap);
+  if (n == SYS_openat2) { errno = ENOSYS; return -1; }
+  long (*real)(long, ...) = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+  return real(n, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+]])
+    sh("cc -shared -fPIC -o " .. q(dir .. "/shim.so") .. " " .. q(dir .. "/shim.c") .. " -ldl")
+    sh("mkdir -p " .. q(dir .. "/root/real") .. " " .. q(dir .. "/out"))
+    spit(dir .. "/out/secret.txt", "SECRET\n")
+    sh("ln -s ../out " .. q(dir .. "/root/up") .. " && ln -s real " .. q(dir .. "/root/alias"))
+    spit(dir .. "/check.lua", [[
+      local b = assert(require("moonbox").local_backend{ root = ... })
+      local before = b:resolver()
+      assert(b:write("/alias/f.txt", "inside\n"))
+      local _, _, code = b:read("/up/secret.txt")
+      io.write(before, " ", b:resolver(), " ", b:read_bytes("/real/f.txt"), code, "\n")
+    ]])
+    local env = "ASAN_OPTIONS=verify_asan_link_order=0 LD_PRELOAD=" .. q(dir .. "/shim.so")
+    local p = assert(io.popen(env .. " " .. exe .. " run " .. q(dir .. "/check.lua") .. " "
+      .. q(dir .. "/root") .. " 2>&1"))
+    local out = p:read("a")
+    p:close()
+    assert.equal("openat2 walk inside\nEACCES\n", out)
+    assert.equal("SECRET\n", slurp(dir .. "/out/secret.txt"))
+  end)
+end)
+
 describe("local_backend allowed directories", function()
   local dir, remove, b
   before_each(function()
