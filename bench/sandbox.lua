@@ -8,6 +8,9 @@
 --   proc floor      moonbox.proc.run{"/bin/sh", "-c", "true"}: the same without the Lua layer
 --   raw /bin/true   moonbox.proc.run{"/bin/true"}: no shell at all
 --
+--   namespace_sandbox sb:execute("true") through moonbox-nsexec. Target < 2 ms and < bwrap.
+--   bwrap --unshare-all --ro-bind / / true, unshare -Urpf --mount-proc true: the peers
+--
 -- and the amortized cost per command when 8 tasks run them concurrently.
 --
 -- Adding a row (namespace_sandbox, bwrap, unshare, ...): append to `rows` below. A row is
@@ -69,7 +72,26 @@ local rows = {
   },
   command_row("proc.run /bin/sh -c true (floor)", { "/bin/sh", "-c", "true" }),
   command_row("proc.run /bin/true (no shell)", { "/bin/true" }),
-  -- namespace_sandbox, bwrap and unshare rows go here (helper "ns").
+  {
+    -- per command: moonbox-nsexec joins the sandbox's user and net namespaces, unshares fresh
+    -- mount, pid, ipc and uts namespaces, mounts its proc, loads the seccomp filter, runs sh
+    label = 'namespace_sandbox execute("true")',
+    target = 2.0,
+    make = function(dir)
+      local sb = moonbox.namespace_sandbox { root = dir }
+      local ok, msg = sb:start()
+      if not ok then return nil, msg end
+      return function()
+        local r = sb:execute("true")
+        if r.exit_code ~= 0 then error("execute: exit " .. r.exit_code .. ": " .. r.output) end
+      end, function() sb:stop() end
+    end,
+  },
+  -- the peers, spawned directly (no shell), as bubblewrap users and util-linux run them
+  command_row("bwrap --unshare-all --ro-bind / / true",
+    { "/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/", "/", "true" }),
+  command_row("unshare -Urpf --mount-proc true",
+    { "/usr/bin/unshare", "-Urpf", "--mount-proc", "true" }),
 }
 
 local function measure(row)

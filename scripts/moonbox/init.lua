@@ -25,6 +25,7 @@ local registry = {
   -- sandboxes (scripts/moonbox/sandbox.lua over modules/proc)
   local_sandbox = { "moonbox.sandbox", "local_sandbox" },
   sandbox = { "moonbox.sandbox" },
+  namespace_sandbox = { "moonbox.namespace_sandbox", "new" },
   permissions = { "moonbox.permissions" },
   guard = { "moonbox.guard", "guard" },
   -- tenant policies in a restricted state (scripts/moonbox/policy.lua over modules/restricted)
