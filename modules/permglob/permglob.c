@@ -130,8 +130,9 @@ static int set_first(lua_State *L)
   size_t n;
   const set_ud *set = luaL_checkudata(L, 1, SET_T);
   const char *s = luaL_checklstring(L, 2, &n);
+  size_t base = pg_base(s, n);
   for (lua_Integer i = 0; i < set->n; i++) {
-    if (pg_match(set->items[i], s, n)) {
+    if (pg_match_at(set->items[i], s, n, base)) {
       lua_pushinteger(L, i + 1);
       return 1;
     }
@@ -148,8 +149,9 @@ static int set_matches(lua_State *L)
   const char *s = luaL_checklstring(L, 2, &n);
   lua_newtable(L);
   lua_Integer k = 0;
+  size_t base = pg_base(s, n);
   for (lua_Integer i = 0; i < set->n; i++) {
-    if (pg_match(set->items[i], s, n)) {
+    if (pg_match_at(set->items[i], s, n, base)) {
       lua_pushinteger(L, i + 1);
       lua_seti(L, -2, ++k);
     }

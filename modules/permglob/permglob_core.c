@@ -531,15 +531,13 @@ static int contains(const unsigned char *s, size_t n, const unsigned char *needl
   return 0;
 }
 
-int pg_match(const pg_pattern *p, const char *subject, size_t n)
+int pg_match_at(const pg_pattern *p, const char *subject, size_t n, size_t base)
 {
   const unsigned char *s = (const unsigned char *)subject;
   const unsigned char *bytes = CAT(p, p->off_bytes, unsigned char);
+  ptrdiff_t last_slash = (ptrdiff_t)base - 1;
   if (p->inert) return 0;
-  if (p->basename) {
-    const unsigned char *slash = memrchr(s, '/', n);
-    if (slash) n -= (size_t)(slash + 1 - s), s = slash + 1;
-  }
+  if (p->basename) s += base, n -= base, last_slash = -1;
   if (n < p->min_bytes) return 0;
   if (p->prefix_len && memcmp(s, bytes, p->prefix_len) != 0) return 0;
   if (p->literal) return n == p->prefix_len;
@@ -547,6 +545,16 @@ int pg_match(const pg_pattern *p, const char *subject, size_t n)
     return 0;
   if (p->needle_len && !contains(s, n, bytes + p->prefix_len + p->suffix_len, p->needle_len))
     return 0;
-  const unsigned char *slash = memrchr(s, '/', n);
-  return run(p, s, n, p->prefix_len, slash ? slash - s : -1);
+  return run(p, s, n, p->prefix_len, last_slash);
+}
+
+size_t pg_base(const char *subject, size_t n)
+{
+  const char *slash = memrchr(subject, '/', n);
+  return slash ? (size_t)(slash + 1 - subject) : 0;
+}
+
+int pg_match(const pg_pattern *p, const char *subject, size_t n)
+{
+  return pg_match_at(p, subject, n, pg_base(subject, n));
 }

@@ -44,6 +44,12 @@ void pg_build(pg_pattern *out, const void *scratch, const pg_info *info);
 /* 1 when the whole of `s` (n bytes) matches, else 0. */
 int pg_match(const pg_pattern *p, const char *s, size_t n);
 
+/* Offset of the last path segment of s (just after its last '/', or 0). */
+size_t pg_base(const char *s, size_t n);
+
+/* pg_match with the subject's pg_base already known (one scan serves a whole set). */
+int pg_match_at(const pg_pattern *p, const char *s, size_t n, size_t base);
+
 /* Whether the pattern can never match. */
 int pg_inert(const pg_pattern *p);
 

@@ -247,7 +247,9 @@ function M.checker(ruleset, opts)
         patterns[i] = compiled(r.pattern)
       end
       entry.set = permglob.set(patterns)
+      entry.first = entry.set.first
     end
+    entry.execute = op == "execute"
     self._ops[op] = entry
   end
   return self
@@ -302,14 +304,23 @@ local function check_command(entry, target)
 end
 
 -- check(op, target) --> "allow" | "deny" | "ask", the rule that decided (nil for a default).
+-- The hot path of every guarded call: one table lookup and one native call for a path.
 function Checker:check(op, target)
-  local entry = operation(self, op, target, 2)
-  if op == "execute" then
+  local entry = self._ops[op]
+  if entry == nil or type(target) ~= "string" then operation(self, op, target, 2) end
+  if entry.execute then
     local action, rule = check_command(entry, target)
     return action, rule
   end
-  local action, rule = first_match(entry, target)
-  return action, rule
+  local first = entry.first
+  if first then
+    local i = first(entry.set, target)
+    if i then
+      local rule = entry.rules[i]
+      return rule.action, rule
+    end
+  end
+  return entry.default
 end
 
 function Checker:find_matching_rule(op, target)

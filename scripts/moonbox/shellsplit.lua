@@ -44,15 +44,16 @@ local BODY_SPECIAL = "[\\`$}]"
 local function new_frame(kind, start, parent_depth)
   return {
     kind = kind, start = start, depth = 0, level = 0, emit = true, held = {},
-    words = {}, redirects = {}, buf = {}, has_word = false, quoted = false, dq = false,
+    words = {}, redirects = {}, buf = {}, nb = 0, has_word = false, quoted = false, dq = false,
     brace = 0, pending = nil, heredocs = {}, nest = parent_depth,
   }
 end
 
 local function end_word(f)
   if not f.has_word then return end
-  local word = concat(f.buf)
-  f.buf = {}
+  local nb = f.nb
+  local word = nb == 1 and f.buf[1] or concat(f.buf, "", 1, nb)
+  f.nb = 0
   f.has_word = false
   if f.pending then
     local op = f.pending
@@ -159,7 +160,7 @@ function lex(s, out, nest, body)
     local raw = #stack > M.MAX_NEST and ELIDED[f.kind] or sub(s, f.start, stop)
     stack[#stack] = nil
     f = stack[#stack]
-    f.buf[#f.buf + 1] = raw
+    f.nb = f.nb + 1; f.buf[f.nb] = raw
     f.has_word = true
   end
 
@@ -179,12 +180,12 @@ function lex(s, out, nest, body)
     local pattern = f.body and BODY_SPECIAL or (f.dq and DQ_SPECIAL or PLAIN_SPECIAL)
     local j = find(s, pattern, i)
     if not j then
-      f.buf[#f.buf + 1] = sub(s, i)
+      f.nb = f.nb + 1; f.buf[f.nb] = sub(s, i)
       f.has_word = true
       break
     end
     if j > i then
-      f.buf[#f.buf + 1] = sub(s, i, j - 1)
+      f.nb = f.nb + 1; f.buf[f.nb] = sub(s, i, j - 1)
       f.has_word = true
     end
     local c = byte(s, j)
@@ -197,7 +198,7 @@ function lex(s, out, nest, body)
         i = backtick(j, k)
       else
         if k >= 2 then
-          f.buf[#f.buf + 1] = string.rep("\\", k // 2)
+          f.nb = f.nb + 1; f.buf[f.nb] = string.rep("\\", k // 2)
           f.has_word, f.quoted = true, true
         end
         i = e
@@ -207,7 +208,7 @@ function lex(s, out, nest, body)
             i = e + 1 -- line continuation
           elseif nx == nil or ((f.dq or f.body) and
               not (nx == B_DOLLAR or nx == B_BQ or nx == B_DQ or nx == B_BS)) then
-            f.buf[#f.buf + 1] = "\\"
+            f.nb = f.nb + 1; f.buf[f.nb] = "\\"
             f.has_word = true
           else
             local stop = e
@@ -216,7 +217,7 @@ function lex(s, out, nest, body)
                 stop = stop + 1
               end
             end
-            f.buf[#f.buf + 1] = sub(s, e, stop)
+            f.nb = f.nb + 1; f.buf[f.nb] = sub(s, e, stop)
             f.has_word, f.quoted = true, true
             i = stop + 1
           end
@@ -236,16 +237,16 @@ function lex(s, out, nest, body)
         end
       elseif nx == B_LB then
         f.brace = f.brace + 1
-        f.buf[#f.buf + 1] = "${"
+        f.nb = f.nb + 1; f.buf[f.nb] = "${"
         f.has_word = true
         i = j + 2
       else
-        f.buf[#f.buf + 1] = "$"
+        f.nb = f.nb + 1; f.buf[f.nb] = "$"
         f.has_word = true
       end
     elseif c == B_RB then
       if f.brace > 0 then f.brace = f.brace - 1 end
-      f.buf[#f.buf + 1] = "}"
+      f.nb = f.nb + 1; f.buf[f.nb] = "}"
       f.has_word = true
     elseif f.dq then -- the closing double quote
       f.dq = false
@@ -255,7 +256,7 @@ function lex(s, out, nest, body)
         out.incomplete = true
         e = n + 1
       end
-      f.buf[#f.buf + 1] = sub(s, j + 1, e - 1)
+      f.nb = f.nb + 1; f.buf[f.nb] = sub(s, j + 1, e - 1)
       f.has_word, f.quoted = true, true
       i = e + 1
     elseif c == B_DQ then
@@ -302,9 +303,9 @@ function lex(s, out, nest, body)
         open("subst", j)
         i = j + 2
       else
-        local fd = concat(f.buf)
+        local fd = concat(f.buf, "", 1, f.nb)
         if f.has_word and not f.quoted and fd:match("^%d+$") then
-          f.buf, f.has_word = {}, false
+          f.nb, f.has_word = 0, false
         else
           fd = ""
           end_word(f)
@@ -319,7 +320,7 @@ function lex(s, out, nest, body)
       end
     elseif c == B_HASH then
       if f.has_word then
-        f.buf[#f.buf + 1] = "#"
+        f.nb = f.nb + 1; f.buf[f.nb] = "#"
       else
         local e = find(s, "\n", j, true)
         i = e or n + 1
