@@ -122,6 +122,9 @@ static const char *why(int err, const char **code)
       return "a parent of it is a file, not a directory";
     case ENAMETOOLONG:
       return "name too long (at most 255 bytes a name, 4095 a path)";
+    case EOVERFLOW:
+      *code = "INVALID";
+      return "too large to load (over 256 MiB); grep skips such files too";
     case EINVAL:
       *code = "INVALID";
       return "not a regular file (a device, FIFO or socket); only regular files are read";

@@ -362,6 +362,10 @@ int lfs_read_fd(int fd, size_t hint, char **out, size_t *len)
   if (!buf) return -ENOMEM;
   for (;;) {
     if (n == cap) {
+      if (cap > LFS_MAX_FILE) {
+        free(buf);
+        return -EOVERFLOW;
+      }
       cap *= 2;
       char *nb = realloc(buf, cap + 1);
       if (!nb) {
@@ -395,6 +399,7 @@ int lfs_read_all(const lfs_area *a, const char *rel, char **out, size_t *len)
   int r = fstat(fd, &st) < 0 ? -errno : 0;
   if (r == 0 && S_ISDIR(st.st_mode)) r = -EISDIR;
   if (r == 0 && !S_ISREG(st.st_mode)) r = -EINVAL;
+  if (r == 0 && (uint64_t)st.st_size > LFS_MAX_FILE) r = -EOVERFLOW;
   if (r == 0) r = lfs_read_fd(fd, (size_t)st.st_size, out, len);
   close(fd);
   return r;

@@ -49,11 +49,16 @@ int lfs_parent(const lfs_area *a, const char *rel, int create, int *dirfd, char 
  * removed and the target is untouched. */
 int lfs_write_atomic(const lfs_area *a, const char *rel, const char *data, size_t len, int durable);
 
+/* Largest file read, edit and grep load into memory; bigger ones fail with -EOVERFLOW (grep
+ * skips them), so a planted multi-gigabyte file cannot exhaust the host's memory. */
+#define LFS_MAX_FILE ((size_t)256 << 20)
+
 /* Reads a whole regular file into a malloc'd buffer (NUL-terminated for convenience, *len bytes
  * of content). -EISDIR for a directory. The caller frees *out. */
 int lfs_read_all(const lfs_area *a, const char *rel, char **out, size_t *len);
 
-/* Reads everything from an open fd (fstat-sized first read, then until EOF). */
+/* Reads everything from an open fd (fstat-sized first read, then until EOF), at most
+ * LFS_MAX_FILE bytes. */
 int lfs_read_fd(int fd, size_t hint, char **out, size_t *len);
 
 #endif

@@ -169,6 +169,7 @@ static int slurp(search *s, int fd)
   struct stat st;
   if (fstat(fd, &st) < 0) return -errno;
   if (!S_ISREG(st.st_mode)) return -EINVAL;
+  if ((uint64_t)st.st_size > LFS_MAX_FILE) return -EOVERFLOW;
   mb_buf_reset(buf);
   size_t want = (size_t)st.st_size + 1;
   for (;;) {
@@ -180,6 +181,7 @@ static int slurp(search *s, int fd)
     }
     if (got == 0) break;
     buf->len += (size_t)got;
+    if (buf->len > LFS_MAX_FILE) return -EOVERFLOW;
     want = 64 * 1024; /* the file grew since fstat: keep reading */
   }
   buf->data[buf->len] = '\0';
