@@ -14,6 +14,9 @@ local registry = {
   monotonic = { "moonbox.core", "monotonic" },
   hashline = { "moonbox.hashline" },
   local_backend = { "moonbox.guard", "local_backend" }, -- moonbox.localfs, guarded on request
+  codec = { "moonbox.codec" },
+  console_toolset = { "moonbox.toolset", "new" },
+  console_capability = { "moonbox.capability", "new" },
   state_backend = { "moonbox.state", "new" },
   -- tasks and the loop (modules/task)
   spawn = { "moonbox.task", "spawn" },
