@@ -10,9 +10,13 @@
  * root or an allowed directory is taken as such. Results under the root carry virtual paths
  * ("/src/a.c"); results under an allowed directory carry its host path (the only name it has).
  *
+ * Options: root, allowed, durable (fsync every write), resolver ("auto" | "walk"; the
+ * environment variable MOONBOX_LOCALFS_RESOLVER=walk changes the default, to run a whole suite
+ * on the walk). Anything else raises; a permissions layer wraps this object from Lua.
+ *
  * Fail codes: ENOENT, EACCES (outside the root, or the OS refused), EISDIR, ENOTDIR, INVALID
- * (malformed path, offset past the end, not a regular file), BINARY, NOT_FOUND, NOT_UNIQUE,
- * ENOSPC/EROFS/EIO (write failures). Wrong argument types and unknown options raise. */
+ * (malformed path, offset past the end, not a regular file, over 256 MiB), BINARY, NOT_FOUND,
+ * NOT_UNIQUE, ENOSPC/EROFS/EIO (write failures). Wrong argument types and unknown options raise. */
 #define _GNU_SOURCE /* O_PATH, qsort_r */
 #include "localfs.h"
 
