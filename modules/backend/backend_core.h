@@ -43,7 +43,7 @@ extern const char mb_code_invalid[], mb_code_binary[], mb_code_not_found[], mb_c
 #define MB_BINARY_SNIFF 8192        /* a NUL byte within this many leading bytes means binary */
 #define MB_PATH_MAX 4095            /* bytes of a normalized virtual path */
 #define MB_NAME_MAX 255             /* bytes of one path segment */
-#define MB_GREP_MATCH_LIMIT 5000000 /* PCRE2 match limit per line search (hostile patterns) */
+#define MB_GREP_MATCH_LIMIT 5000000 /* PCRE2 match limit per match call (hostile patterns) */
 #define MB_GREP_DEPTH_LIMIT 10000   /* PCRE2 backtracking depth limit (interpreter only) */
 
 /* ---- growable byte buffer ------------------------------------------------------------------ */
@@ -53,10 +53,9 @@ typedef struct {
   size_t len;
   size_t cap;
 } mb_buf;
-#define MB_BUF_INIT \
-  {                 \
-    NULL, 0, 0      \
-  }
+// clang-format off
+#define MB_BUF_INIT {NULL, 0, 0}
+// clang-format on
 
 bool mb_buf_reserve(mb_buf *b, size_t extra); /* room for len + extra + NUL; false on ENOMEM */
 bool mb_buf_add(mb_buf *b, const void *p, size_t n);
