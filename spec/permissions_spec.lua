@@ -296,6 +296,7 @@ describe("permission precedence in compound commands", function()
       "sh -c \"cd /tmp && rm -rf /\"", "eval rm -rf /", "/bin/rm -rf /", "\\rm -rf /", "r''m -rf '/'",
       "(rm -rf /)", "{ rm -rf /; }", "if true; then rm -rf /; fi", "echo; mkfs.ext4",
       "echo hi > /dev/sda", "find / -exec rm -rf / \\;", "x=$(rm -rf /)", "cat <(rm -rf /)",
+      "$'\\x72m' -rf /", "rm${IFS}-rf${IFS}/", "{rm,-rf,/}", "a=rm; $a -rf /",
     } do
       assert.equal("deny", c:check("execute", cmd), cmd)
     end

@@ -6,14 +6,18 @@
 --   r.commands[i].redirects  { {op = ">", target = "/dev/sda"}, ... }
 --   r.commands[i].candidates the strings execute rules are matched against (see below)
 --   r.words                  every word of every command (for the path guard)
---   r.too_complex            nesting deeper than MAX_DEPTH (sh -c in sh -c in ...)
+--   r.too_complex            nesting deeper than MAX_DEPTH (sh -c in sh -c in ...), or variable
+--                            values that would outgrow the line more than fourfold
 --   r.incomplete             an unterminated quote or substitution
 --
 -- Splits on ; && || | |& & newlines and ( ), and descends into $(...), `...`, <(...), >(...),
 -- ${...}, arithmetic $((...)) (its inner substitutions only), unquoted here-document bodies,
 -- sh/bash -c STRING, eval ARGS, env -S STRING and find -exec ... ;. Quoting follows the shell:
 -- '...' is literal, "..." keeps $(...) and `...` live, a backslash escapes one character, a
--- word starting with # starts a comment. A command's candidates are its words joined by single
+-- word starting with # starts a comment; $'...' escapes are decoded, $"..." is "...", an unquoted
+-- $IFS splits words, a whole unquoted {a,b,c} word is the words a b c, and a variable assigned
+-- earlier in the line with a literal value (a=rm; $a -rf /) is substituted into later commands,
+-- which are analyzed again. A command's candidates are its words joined by single
 -- spaces, then again after each leading wrapper (sudo, doas, env, nice, nohup, timeout N, time,
 -- xargs, command, exec, builtin, setsid, stdbuf, ionice, busybox, with their options), leading
 -- assignments (A=1) and reserved words (! { } if then else elif fi do done while until esac) are
@@ -61,6 +65,10 @@ local function end_word(f)
     f.redirects[#f.redirects + 1] = { op = op, target = word }
     if op == "<<" or op == "<<-" then
       f.heredocs[#f.heredocs + 1] = { delim = word, quoted = f.quoted, tabs = op == "<<-" }
+    end
+  elseif not f.quoted and byte(word, 1) == B_LB and find(word, "^{[^{}]*,[^{}]*}$") then
+    for part in sub(word, 2, -2):gmatch("[^,]*") do -- {rm,-rf,/} is three words to sh
+      if part ~= "" then f.words[#f.words + 1] = part end
     end
   else
     f.words[#f.words + 1] = word
@@ -115,6 +123,53 @@ local function heredoc_bodies(s, nl, f, out)
   end
   f.heredocs = {}
   return p
+end
+
+local ANSI_ESCAPES = { n = "\n", t = "\t", r = "\r", a = "\a", b = "\b", e = "\27", E = "\27",
+  f = "\f", v = "\v", ["\\"] = "\\", ["'"] = "'", ['"'] = '"', ["?"] = "?" }
+
+-- Decodes the body of $'...' starting at p; returns the text, the index after the closing
+-- quote and whether the quote was never closed. Each step consumes input: linear.
+local function ansi_c(s, p)
+  local out = {}
+  while true do
+    local q = find(s, "[\\']", p)
+    if not q then
+      out[#out + 1] = sub(s, p)
+      return concat(out), #s + 1, true
+    end
+    out[#out + 1] = sub(s, p, q - 1)
+    if byte(s, q) == B_SQ then return concat(out), q + 1, false end
+    local e = sub(s, q + 1, q + 1)
+    local digits
+    if e == "x" then
+      digits = s:match("^%x%x?", q + 2)
+      if digits then
+        out[#out + 1], p = string.char(tonumber(digits, 16)), q + 2 + #digits
+      else
+        out[#out + 1], p = "\\x", q + 2
+      end
+    elseif e == "u" or e == "U" then
+      digits = s:match(e == "u" and "^%x%x?%x?%x?" or "^%x%x?%x?%x?%x?%x?%x?%x?", q + 2)
+      local cp = digits and tonumber(digits, 16)
+      if cp and cp <= 0x10FFFF then
+        out[#out + 1], p = utf8.char(cp), q + 2 + #digits
+      else
+        out[#out + 1], p = "\\" .. e, q + 2
+      end
+    elseif e:match("^[0-7]$") then
+      digits = s:match("^[0-7][0-7]?[0-7]?", q + 1)
+      out[#out + 1], p = string.char(tonumber(digits, 8) % 256), q + 1 + #digits
+    elseif e == "c" and q + 2 <= #s then
+      out[#out + 1], p = string.char(byte(s, q + 2) & 31), q + 3
+    elseif ANSI_ESCAPES[e] then
+      out[#out + 1], p = ANSI_ESCAPES[e], q + 2
+    elseif e == "" then
+      out[#out + 1], p = "\\", q + 1
+    else
+      out[#out + 1], p = "\\" .. e, q + 2
+    end
+  end
 end
 
 local REDIRECT_OPS = { "<<<", "<<-", "<<", "<>", "<&", "<", ">>", ">|", ">&", ">" }
@@ -235,6 +290,18 @@ function lex(s, out, nest, body)
           open("subst", j)
           i = j + 2
         end
+      elseif nx == B_SQ and not f.dq then -- $'...': ANSI-C quoting, escapes decoded
+        local text, after, open_end = ansi_c(s, j + 2)
+        if open_end then out.incomplete = true end
+        f.nb = f.nb + 1; f.buf[f.nb] = text
+        f.has_word, f.quoted = true, true
+        i = after
+      elseif nx == B_DQ and not f.dq then -- $"...": a translated string, quoted as "..."
+        i = j + 1
+      elseif not f.dq and not f.body and (find(s, "^IFS[^%w_]", j + 1) or find(s, "^IFS$", j + 1)
+          or find(s, "^{IFS}", j + 1)) then
+        end_word(f) -- unquoted $IFS splits words like a blank
+        i = j + (nx == B_LB and 6 or 4)
       elseif nx == B_LB then
         f.brace = f.brace + 1
         f.nb = f.nb + 1; f.buf[f.nb] = "${"
@@ -498,19 +565,77 @@ local function analyze_command(cmd, out)
   cmd.candidates = cands
 end
 
+local DECLARE = set("export declare typeset local readonly")
+
+-- `a=rm` or `export a=rm` on its own: remember a (literal values only) for later commands.
+local function record_assignments(cmd, vars)
+  local words = cmd.words
+  local k = 1
+  if words[1] and DECLARE[words[1]] then
+    k = 2
+  elseif #cmd.candidates > 0 then
+    return
+  end
+  for j = k, #words do
+    local name, value = words[j]:match("^([%a_][%w_]*)=(.*)$")
+    if name and not find(value, "$(", 1, true) and not find(value, "`", 1, true) then
+      vars[name] = value
+    end
+  end
+end
+
+-- A command that uses a variable set earlier in the line (`a=rm; $a -rf /`) is analyzed again
+-- with the values substituted.
+local function expand_variables(cmd, vars, out)
+  if #cmd.candidates == 0 or next(vars) == nil then return end
+  local changed, over = false, false
+  local function value(name)
+    local v = vars[name]
+    if v then
+      out.budget = out.budget - #v -- values may hold $name themselves: bound the growth
+      if out.budget < 0 then
+        over = true
+        return nil
+      end
+      changed = true
+    end
+    return v
+  end
+  local words = {}
+  for j, w in ipairs(cmd.words) do
+    if find(w, "$", 1, true) then
+      w = w:gsub("%${([%a_][%w_]*)}", value):gsub("%$([%a_][%w_]*)", value)
+    end
+    words[j] = w
+  end
+  if over then out.too_complex = true end
+  if changed and not over then
+    local text = concat(words, " ")
+    if cmd.depth + 1 > M.MAX_DEPTH then
+      out.too_complex = true
+    else
+      lex(text, out, cmd.depth + 1, false)
+    end
+  end
+end
+
 -- Analyzes a command line; see the module comment for the result.
 function M.analyze(command)
   if type(command) ~= "string" then
     error("shellsplit.analyze: command must be a string, got " .. type(command), 2)
   end
-  local out = { commands = {}, words = {}, too_complex = false, incomplete = false }
+  local out = { commands = {}, words = {}, too_complex = false, incomplete = false,
+    budget = 4 * #command + 4096 }
   lex(command, out, 0, false)
+  local vars = {}
   local i = 1
   while out.commands[i] do -- analyze_command may append (find -exec, sh -c ...)
     local cmd = out.commands[i]
     analyze_command(cmd, out)
     for _, w in ipairs(cmd.words) do out.words[#out.words + 1] = w end
     for _, r in ipairs(cmd.redirects) do out.words[#out.words + 1] = r.target end
+    expand_variables(cmd, vars, out)
+    record_assignments(cmd, vars)
     i = i + 1
   end
   return out
