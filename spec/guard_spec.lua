@@ -152,6 +152,17 @@ describe("moonbox.guard over a backend", function()
     assert.matches("^moonbox.guard.Guard%(", tostring(g))
   end)
 
+  it("lets the ask callback wait inside a task", function()
+    local b = state()
+    local g = moonbox.guard(b, P.DEFAULT, { ask = function(op, target)
+      moonbox.sleep(0.01) -- yields to the loop inside a task
+      return op == "write" and target == "/later.txt"
+    end })
+    local t = moonbox.spawn(function() return g:write("/later.txt", "x") end)
+    assert.truthy(t:join())
+    assert.is_true(b:exists("/later.txt"))
+  end)
+
   it("raises on misuse", function()
     assert.has_error(function() moonbox.guard(nil, P.DEFAULT) end,
       "guard: backend must be a table or userdata, got nil")
