@@ -73,8 +73,8 @@ local rows = {
   command_row("proc.run /bin/sh -c true (floor)", { "/bin/sh", "-c", "true" }),
   command_row("proc.run /bin/true (no shell)", { "/bin/true" }),
   {
-    -- per command: moonbox-nsexec joins the sandbox's user and net namespaces, unshares fresh
-    -- mount, pid, ipc and uts namespaces, mounts its proc, loads the seccomp filter, runs sh
+    -- per command: moonbox-nsexec joins the sandbox's user, net and ipc namespaces, unshares
+    -- fresh mount, pid and uts namespaces, mounts its proc, loads the seccomp filter, runs sh
     label = 'namespace_sandbox execute("true")',
     target = 2.0,
     make = function(dir)

@@ -45,7 +45,7 @@ describe("moonbox.namespace", function()
     local h, msg, code = native.hold(native.helper(), { "--root", root, "--deny-userns" })
     assert.is_nil(h)
     assert.are.equal("UNSUPPORTED", code)
-    assert.matches("unshare%(user, mount, network namespaces%): Operation not permitted", msg)
+    assert.matches("unshare%(user, mount, ipc, network namespaces%): Operation not permitted", msg)
     assert.is_nil(msg:find("\n", 1, true))
   end)
 

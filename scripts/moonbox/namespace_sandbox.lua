@@ -8,12 +8,13 @@
 --   sb:capabilities()          --> what is enforced (namespaces, seccomp, limits, network)
 --
 -- Per sandbox, `start()` starts moonbox-nsexec --hold: a user namespace (the command's user is
--- uid 1000 "sandbox" inside and the caller's uid outside), a network namespace with only a
+-- uid 1000 "sandbox" inside and the caller's uid outside), an ipc namespace, a network
+-- namespace with only a
 -- loopback device (unless network = true), and a mount namespace holding the sandbox's root:
 -- /workspace = root (read-write, the working directory), /usr /bin /lib /lib64 /sbin read-only,
 -- a generated /etc, /dev with null/zero/full/random/urandom, a private /tmp, the `readonly` and
 -- `writable` host paths at their own paths, nothing else of the host. Per command, the helper
--- joins those and unshares fresh mount, pid, ipc and uts namespaces; the command's shell runs
+-- joins those and unshares fresh mount, pid and uts namespaces; the command's shell runs
 -- under rlimits, no_new_privs and the seccomp filter, in the sandbox's cgroup (memory, pids)
 -- where the host lets us create one. It then checks the whole path once by running `exit 0`.
 --
@@ -217,7 +218,7 @@ local function capabilities(st)
     unsupported = st.failure,
     namespaces = st.network and { "user", "mount", "pid", "ipc", "uts" } or
       { "user", "mount", "pid", "ipc", "uts", "net" },
-    per_command = { "mount", "pid", "ipc", "uts" },
+    per_command = { "mount", "pid", "uts" },
     network = st.network,
     seccomp = true,
     no_new_privs = true,

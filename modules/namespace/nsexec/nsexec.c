@@ -2,15 +2,18 @@
  *
  *   moonbox-nsexec --hold --root DIR [--net] [--ro PATH]... [--rw PATH]... [--tmp-size BYTES]
  *       One per sandbox. Creates a user namespace (the sandbox user, uid 1000 inside, is the
- *       caller's uid outside), a mount namespace holding the sandbox's file system (nsroot.c)
- *       and, unless --net, a network namespace with only a loopback device. Prints "ready" on
+ *       caller's uid outside), a mount namespace holding the sandbox's file system (nsroot.c),
+ *       an ipc namespace and, unless --net, a network namespace with only a loopback device.
+ *       (The ipc namespace is the sandbox's, not each command's: tearing one down waits for an
+ *       RCU grace period — its mqueue mount — which cost 1-3 ms per command on a busy host.)
+ *       Prints "ready" on
  *       stdout once built (or a reason on stderr and exits 125), then lives until its stdin
  *       closes or its parent dies. It runs nothing itself.
  *   moonbox-nsexec --join PID:STARTTIME [--net] [--cgroup DIR]... [--cpu S] [--nofile N]
  *                  [--as BYTES] [--nproc N] [--fsize BYTES] [--cwd DIR] -- COMMAND...
- *       One per command. Joins the cgroups, then the holder's user, network and mount
+ *       One per command. Joins the cgroups, then the holder's user, network, ipc and mount
  *       namespaces (by pidfd, checked against the holder's start time so a recycled pid is
- *       refused), unshares fresh mount, pid, ipc and uts namespaces and forks the namespace's
+ *       refused), unshares fresh mount, pid and uts namespaces and forks the namespace's
  *       init. The init mounts the pid namespace's own /proc, applies rlimits, no_new_privs and
  *       the seccomp filter (nsfilter.c), starts COMMAND and reaps; when COMMAND ends the init
  *       exits and the kernel kills whatever the command left behind. This process relays
@@ -197,10 +200,10 @@ static int hold(const struct ns_cfg *cfg)
 {
   uid_t uid = geteuid();
   gid_t gid = getegid();
-  int flags = CLONE_NEWUSER | CLONE_NEWNS | (cfg->net ? 0 : CLONE_NEWNET);
+  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | (cfg->net ? 0 : CLONE_NEWNET);
   int rc = cfg->deny_userns ? (errno = EPERM, -1) : unshare(flags);
   if (rc < 0) {
-    ns_report(errno, "unshare(user, mount%s namespaces)", cfg->net ? "" : ", network");
+    ns_report(errno, "unshare(user, mount, ipc%s namespaces)", cfg->net ? "" : ", network");
     userns_hint();
     return NS_EXIT_SETUP;
   }
@@ -262,7 +265,7 @@ static int join_holder(const struct ns_cfg *cfg)
     if (pfd >= 0) close(pfd);
     return -1;
   }
-  int flags = CLONE_NEWUSER | CLONE_NEWNS | (cfg->net ? 0 : CLONE_NEWNET);
+  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | (cfg->net ? 0 : CLONE_NEWNET);
   int rc = setns(pfd, flags);
   int err = errno;
   close(pfd);
@@ -270,8 +273,8 @@ static int join_holder(const struct ns_cfg *cfg)
     ns_report(err, "join the sandbox's namespaces");
     return -1;
   }
-  if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) < 0) {
-    ns_report(errno, "unshare(mount, pid, ipc, uts namespaces)");
+  if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS) < 0) {
+    ns_report(errno, "unshare(mount, pid, uts namespaces)");
     return -1;
   }
   if (sethostname("moonbox", 7) < 0) {

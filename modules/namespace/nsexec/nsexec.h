@@ -36,7 +36,7 @@ void ns_report(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3
 int ns_build_root(const struct ns_cfg *cfg);
 
 /* In a process that is pid 1 of a fresh pid namespace, inside a private copy of the holder's
- * mount namespace: replaces /proc with this namespace's proc, read-only. */
+ * mount namespace: mounts this namespace's proc, read-only, over the host's at /proc. */
 int ns_mount_proc(int caller_is_root);
 
 /* Loads the system-call filter (sets no_new_privs). Returns 0 or -1. */
