@@ -5,7 +5,22 @@
  * mb_regex), grep's walk rules, ISO-8601 time and base64. Each object frees its C data in one
  * idempotent release (__gc, __close, :close()); scratch buffers live in box userdata so nothing
  * leaks when Lua raises. Fail codes (nil, message, CODE): INVALID, BINARY, NOT_FOUND,
- * NOT_UNIQUE, ENOMEM. */
+ * NOT_UNIQUE, ENOMEM.
+ *
+ * Lua API (a backend written in Lua builds its protocol methods from these):
+ *   normalize(path)                       --> "/a/b" | nil, msg, INVALID
+ *   under(root, path)                     --> path below root without "/" ("" for root) | nil
+ *   format_read(content [, offset [, limit [, path]]]) --> numbered text | nil, msg, CODE
+ *   apply_edit(content, old, new [, replace_all [, path]]) --> new_content, n | nil, msg, CODE
+ *   is_binary(s), count_lines(s), format_line(s) (a line as read shows it)
+ *   glob(pattern) --> Glob | nil, msg, INVALID;  g:match(rel), g:may_match_below(reldir),
+ *                     g:filter(rel) (grep's rule), g:has_slash(), g:base(), g:close()
+ *   regex(pattern [, {fixed, ignore_case}]) --> Regex | nil, msg, INVALID;
+ *                     re:grep(content [, max [, path]]) --> {{line_number, line}...} | nil, msg,
+ *                     CODE (BINARY: not searched); re:test(s), re:close()
+ *   grep_skips(rel [, is_dir [, ignore_hidden]]), is_skipped_dir(name), grep_opts(opts)
+ *   iso8601(sec [, nsec]), parse_iso8601(s) --> sec, nsec, base64_encode(s), base64_decode(s)
+ *   READ_LIMIT, LINE_MAX_CHARS */
 #include <string.h>
 
 #include "backend/backend_lua.h"
