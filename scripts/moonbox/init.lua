@@ -30,6 +30,8 @@ local registry = {
   sandbox = { "moonbox.sandbox" },
   namespace_sandbox = { "moonbox.namespace_sandbox", "new" },
   permissions = { "moonbox.permissions" },
+  -- HTTP on the loop (modules/http)
+  http = { "moonbox.http" },
   guard = { "moonbox.guard", "guard" },
   -- tenant policies in a restricted state (scripts/moonbox/policy.lua over modules/restricted)
   policy = { "moonbox.policy" },

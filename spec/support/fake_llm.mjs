@@ -2,8 +2,10 @@
 // the real wire formats of OpenAI Chat Completions (POST /v1/chat/completions) and Anthropic
 // Messages (POST /v1/messages), whole and SSE-streamed, and answers from a script each test sets.
 //
-//   node spec/support/fake_llm.mjs            listens on 127.0.0.1 (a free port), prints
-//                                              "PORT <n>" on stdout, exits when stdin closes
+//   node spec/support/fake_llm.mjs [--parent PID] [--unix PATH]
+//       listens on 127.0.0.1 (a free port), prints "PORT <n>" on stdout; exits on POST
+//       /_shutdown, or when process PID (the test runner) is gone; --unix serves the same
+//       routes on a unix socket too
 //
 // Control endpoints (JSON):
 //   POST /_script    body: a list of turns, queued; each model request takes the next one
@@ -197,6 +199,7 @@ async function answer(req, res, path, body) {
   const cutAt = turn.cut ? Math.max(1, Math.floor(events.length / 2)) : -1;
   for (let i = 0; i < events.length; i++) {
     if (i === cutAt) {
+      await sleep(50); // let what was written reach the client, then cut the connection
       res.socket.destroy();
       return;
     }
@@ -236,6 +239,11 @@ const server = http.createServer((req, res) => {
         return sendJson(res, 200, { auto: true });
       }
       if (path === "/_requests") return sendJson(res, 200, requests);
+      if (path === "/_shutdown") {
+        sendJson(res, 200, { bye: true });
+        setImmediate(() => process.exit(0));
+        return;
+      }
       if (path === "/_reset") {
         queue = [];
         auto = null;
@@ -253,11 +261,25 @@ const server = http.createServer((req, res) => {
   });
 });
 
+const unixAt = process.argv.indexOf("--unix");
+if (unixAt > 0) {
+  const unixServer = http.createServer(server.listeners("request")[0]);
+  unixServer.listen(process.argv[unixAt + 1]);
+}
+
 server.keepAliveTimeout = 30000;
 server.maxConnections = 4096;
 server.listen(0, "127.0.0.1", () => {
   process.stdout.write(`PORT ${server.address().port}\n`);
 });
-process.stdin.on("end", () => process.exit(0));
-process.stdin.on("error", () => process.exit(0));
-process.stdin.resume();
+const parentAt = process.argv.indexOf("--parent");
+if (parentAt > 0) {
+  const parent = Number(process.argv[parentAt + 1]);
+  setInterval(() => {
+    try {
+      process.kill(parent, 0);
+    } catch {
+      process.exit(0);
+    }
+  }, 500).unref();
+}
