@@ -231,8 +231,10 @@ describe("moonbox.backend", function()
       assert.is_true(m("src/**/x.c", "src/x.c"))
       assert.is_true(m("src/**/x.c", "src/a/b/x.c"))
       assert.is_true(m("**", "a/b/c"))
-      assert.is_false(m("src/**", "src"))
+      assert.is_true(m("src/**", "src")) -- zero segments, as the issue says
       assert.is_true(m("src/**", "src/a"))
+      assert.is_true(m("b/*/**", "b/a.py"))
+      assert.is_false(m("b/*/**", "b"))
       assert.is_true(m("*", ".hidden"))
     end)
 
@@ -274,6 +276,8 @@ describe("moonbox.backend", function()
       assert.equal("", core.glob("src"):base())
       assert.equal("a", core.glob("a/../b/*.c"):base())
       assert.equal("", core.glob("**/x/*.c"):base())
+      assert.equal("", core.glob("src/**"):base()) -- ** may match nothing: "src" itself matches
+      assert.equal("src", core.glob("src/*/**"):base())
     end)
 
     it("filters like ripgrep for grep: no slash means the basename at any depth", function()

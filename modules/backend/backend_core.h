@@ -161,7 +161,8 @@ bool mb_glob_may_match_below(const mb_glob *g, const char *reldir, size_t len);
 bool mb_glob_filter(const mb_glob *g, const char *rel, size_t len);
 bool mb_glob_has_slash(const mb_glob *g);
 /* The leading literal directories of the pattern: "src/lib" for "src/lib/{a,b}.c" and for src/lib
- * followed by deeper wildcards; "" when none. Every match lies below it, so a search may start
+ * followed by deeper wildcards ending in a name pattern; "" when none (also when only `**`
+ * follows, which may match zero segments). Every match lies below it, so a search may start
  * there. Never contains "." or ".." segments. */
 const char *mb_glob_base(const mb_glob *g, size_t *len);
 

@@ -156,11 +156,11 @@ static bool seg_match(const gseg *s, const char *t, size_t tn)
 /* ---- segments: `**` as NFA states --------------------------------------------------------------
  */
 
-/* A `**` may match no segment, except a final one: "a" followed by a final `**` means everything
- * below a, at least one segment (a file "a" is not below itself). */
+/* A `**` may match no segment at all (issue 2: "any depth including zero"), so "a" followed by
+ * `**` matches a file named a too. */
 static uint64_t closure(const galt *a, uint64_t st)
 {
-  for (size_t i = 0; i + 1 < a->nseg; i++)
+  for (size_t i = 0; i < a->nseg; i++)
     if ((st >> i & 1) && a->segs[i].globstar) st |= 1ull << (i + 1);
   return st;
 }
@@ -180,7 +180,7 @@ static uint64_t run(const galt *a, const char *rel, size_t len)
     for (size_t k = 0; k < a->nseg; k++) {
       if (!(st >> k & 1)) continue;
       if (a->segs[k].globstar)
-        next |= 1ull << k | (k + 1 == a->nseg ? 1ull << (k + 1) : 0);
+        next |= 1ull << k;
       else if (seg_match(&a->segs[k], rel + start, sn))
         next |= 1ull << (k + 1);
     }
@@ -331,6 +331,15 @@ void mb_glob_free(mb_glob *g)
   free(g);
 }
 
+/* Whether a segment other than `**` follows segment k: then every match has a segment below the
+ * first k + 1, and those may serve as the search base. */
+static bool real_after(const galt *a, size_t k)
+{
+  for (size_t j = k + 1; j < a->nseg; j++)
+    if (!a->segs[j].globstar) return true;
+  return false;
+}
+
 mb_code mb_glob_compile(const char *pat, size_t len, mb_glob **out, mb_buf *err)
 {
   *out = NULL;
@@ -396,14 +405,14 @@ mb_code mb_glob_compile(const char *pat, size_t len, mb_glob **out, mb_buf *err)
   size_t k = 0;
   for (;; k++) {
     const galt *a0 = &g->alts[0];
-    if (k + 1 >= a0->nseg || !a0->segs[k].literal) break;
+    if (!real_after(a0, k) || !a0->segs[k].literal) break;
     const gseg *sk = &a0->segs[k];
     if ((sk->n == 1 && sk->p[0] == '.') || (sk->n == 2 && sk->p[0] == '.' && sk->p[1] == '.'))
       break;
     bool same = true;
     for (size_t a = 1; a < g->nalt && same; a++) {
       const galt *ai = &g->alts[a];
-      same = k + 1 < ai->nseg && ai->segs[k].literal && ai->segs[k].n == a0->segs[k].n &&
+      same = real_after(ai, k) && ai->segs[k].literal && ai->segs[k].n == a0->segs[k].n &&
              memcmp(ai->segs[k].p, a0->segs[k].p, a0->segs[k].n) == 0;
     }
     if (!same) break;
