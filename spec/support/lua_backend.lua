@@ -129,7 +129,7 @@ local function cut(line)
   local chars = utf8.len(line)
   if not chars or chars <= LINE_CUT then return line end
   local stop = utf8.offset(line, LINE_CUT + 1)
-  return line:sub(1, stop - 1) .. string.format(" ... [line cut: %d more characters]", chars - LINE_CUT)
+  return line:sub(1, stop - 1) .. string.format(" [... line cut: %d more characters]", chars - LINE_CUT)
 end
 
 -- Globs ----------------------------------------------------------------------------------------
