@@ -529,3 +529,73 @@ describe("local_backend methods", function()
     fails("INVALID", b:grep("(", {}))
   end)
 end)
+
+describe("local_backend resolvers agree", function()
+  -- openat2 and the walk must give the same answer for every path over a tree full of links:
+  -- relative, absolute, into and out of the root, dangling, looping, through "..".
+  local dir, remove
+  before_each(function() dir, remove = tmp.make() end)
+  after_each(function() remove() end)
+
+  local function make_tree(root)
+    sh("mkdir -p " .. q(root .. "/a/b") .. " " .. q(root .. "/c"))
+    spit(root .. "/a/b/f.txt", "ab-f\n")
+    spit(root .. "/c/f.txt", "c-f\n")
+    spit(root .. "/g.txt", "g\n")
+    local links = {
+      { "s1", "a" }, { "s2", "../outside" }, { "s3", root .. "/c" }, { "s4", "/etc" },
+      { "s5", "nonexistent" }, { "s6", "a/b/../../c" }, { "s7", "s8" }, { "s8", "s7" },
+      { "a/b/s9", "../../c/f.txt" }, { "a/s10", "../.." }, { "s11", root .. "/a/b/f.txt" },
+      { "c/s12", "../s1/b" },
+    }
+    for _, l in ipairs(links) do sh("ln -s " .. q(l[2]) .. " " .. q(root .. "/" .. l[1])) end
+  end
+
+  local function outcome(...)
+    local r, _, code = ...
+    if r == nil then return "fail:" .. tostring(code) end
+    if type(r) == "table" then
+      local t = {}
+      for i, e in ipairs(r) do t[i] = e.path or e.name end
+      return "list:" .. table.concat(t, ",")
+    end
+    return "ok:" .. tostring(r)
+  end
+
+  it("on reads, listings and writes over random paths", function()
+    local roots = { dir .. "/one", dir .. "/two" }
+    sh("mkdir -p " .. q(dir .. "/outside"))
+    spit(dir .. "/outside/secret.txt", "SECRET\n")
+    for _, r in ipairs(roots) do make_tree(r) end
+    local auto = assert(moonbox.local_backend{ root = roots[1] })
+    local walk = assert(moonbox.local_backend{ root = roots[2], resolver = "walk" })
+    local parts = { "a", "b", "c", "f.txt", "g.txt", "x", "s1", "s2", "s3", "s4", "s5", "s6", "s7",
+      "s9", "s10", "s11", "s12", "secret.txt", "passwd" }
+    local seed = 7
+    local function rnd(n)
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      return seed % n + 1
+    end
+    for _ = 1, 400 do
+      local segs = {}
+      for i = 1, rnd(4) do segs[i] = parts[rnd(#parts)] end
+      local p = "/" .. table.concat(segs, "/")
+      assert.equal(outcome(auto:read_bytes(p)), outcome(walk:read_bytes(p)), "read_bytes " .. p)
+      assert.equal(outcome(auto:exists(p)), outcome(walk:exists(p)), "exists " .. p)
+      local la, lw = outcome(auto:ls(p)), outcome(walk:ls(p))
+      assert.equal(la:gsub("%d%d%d%d%-[%d%-T:.]+Z", ""), lw:gsub("%d%d%d%d%-[%d%-T:.]+Z", ""), "ls " .. p)
+      assert.equal(outcome(auto:write(p, p)), outcome(walk:write(p, p)), "write " .. p)
+    end
+    auto:close()
+    walk:close()
+    local function tree(root)
+      local f = assert(io.popen("cd " .. q(root) .. " && find . -printf '%p %y %l\\n' | sort"))
+      local s = f:read("a"):gsub(root:gsub("%p", "%%%0"), "ROOT")
+      f:close()
+      return s
+    end
+    assert.equal(tree(roots[1]), tree(roots[2]))
+    assert.equal("SECRET\n", slurp(dir .. "/outside/secret.txt"))
+    assert.equal("secret.txt\n", listing(dir .. "/outside"))
+  end)
+end)
