@@ -32,6 +32,7 @@ local registry = {
   permissions = { "moonbox.permissions" },
   -- HTTP on the loop (modules/http)
   http = { "moonbox.http" },
+  json = { "moonbox.json" },
   guard = { "moonbox.guard", "guard" },
   -- tenant policies in a restricted state (scripts/moonbox/policy.lua over modules/restricted)
   policy = { "moonbox.policy" },
