@@ -112,7 +112,7 @@ describe("local_sandbox", function()
     end)
 
     it("keeps stdout and stderr apart and interleaves them in output", function()
-      local r = sb:execute("echo out; sleep 0.05; echo err >&2; sleep 0.05; echo out2; exit 3")
+      local r = sb:execute("echo out; sleep 0.2; echo err >&2; sleep 0.2; echo out2; exit 3")
       assert.equal(3, r.exit_code)
       assert.equal("out\nout2\n", r.stdout)
       assert.equal("err\n", r.stderr)
