@@ -33,6 +33,7 @@ local registry = {
   -- HTTP on the loop (modules/http)
   http = { "moonbox.http" },
   json = { "moonbox.json" },
+  llm = { "moonbox.llm" }, -- providers: scripts/moonbox/llm/
   guard = { "moonbox.guard", "guard" },
   -- tenant policies in a restricted state (scripts/moonbox/policy.lua over modules/restricted)
   policy = { "moonbox.policy" },
