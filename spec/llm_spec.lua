@@ -65,7 +65,8 @@ describe("moonbox.llm", function()
     describe(kind, function()
       local convo = {
         { role = "user", content = "read /a" },
-        { role = "assistant", content = "reading", tool_calls = { { id = "c1", name = "read_file", arguments = '{"path":"/a"}' },
+        { role = "assistant", content = "reading", tool_calls = {
+          { id = "c1", name = "read_file", arguments = '{"path":"/a"}' },
           { id = "c2", name = "list_shells", arguments = "{}" } } },
         { role = "tool", tool_call_id = "c1", name = "read_file", content = "1\thello" },
         { role = "tool", tool_call_id = "c2", name = "list_shells", content = "none", is_error = true },
