@@ -116,6 +116,11 @@ describe("local_backend constructor", function()
     b:close()
     assert.matches("closed", tostring(b))
     assert.has_error(function() b:read("/x") end, "attempt to use a closed LocalBackend")
+    assert.has_error(function() b:root() end, "attempt to use a closed LocalBackend")
+    local open = assert(moonbox.local_backend{ root = dir })
+    assert.has_error(function() open.read({}, "/x") end)
+    assert.has_error(function() open.glob("not a backend", "*") end)
+    open:close()
     do
       local c <close> = assert(moonbox.local_backend{ root = dir }) -- luacheck: ignore 211
     end
