@@ -34,6 +34,7 @@ local registry = {
   http = { "moonbox.http" },
   json = { "moonbox.json" },
   llm = { "moonbox.llm" }, -- providers: scripts/moonbox/llm/
+  agent = { "moonbox.agent", "new" },
   guard = { "moonbox.guard", "guard" },
   -- tenant policies in a restricted state (scripts/moonbox/policy.lua over modules/restricted)
   policy = { "moonbox.policy" },
