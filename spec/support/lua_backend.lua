@@ -511,8 +511,11 @@ function Backend:grep(pattern, opts)
       if root == "/" or p:sub(1, #root + 1) == root .. "/" then
         local rel = relative(root, p)
         local keep = true
-        for seg in rel:gmatch("[^/]+") do
-          if SKIP_DIRS[seg] and seg ~= basename(p) or (not hidden_ok and seg:sub(1, 1) == ".") then keep = false end
+        local segs = {}
+        for seg in rel:gmatch("[^/]+") do segs[#segs + 1] = seg end
+        for i, seg in ipairs(segs) do
+          -- the skip list names directories: every segment but the last (the file itself)
+          if SKIP_DIRS[seg] and i < #segs or (not hidden_ok and seg:sub(1, 1) == ".") then keep = false end
         end
         if keep and filter then keep = filter(by_base and basename(p) or rel) end
         if keep then files[#files + 1] = p end

@@ -784,6 +784,16 @@ return function(label, factory)
         assert.same({ "/builder/ok.txt", "/pkg/src/main.txt" }, paths(b:grep("NEEDLE", { ignore_hidden = false })))
       end)
 
+      it("skips a listed directory even when a file inside has the same name, but not such a file", function()
+        put("/pkg/build/build", "NEEDLE\n")
+        put("/node_modules/node_modules", "NEEDLE\n")
+        put("/.git/.git", "NEEDLE\n")
+        put("/src/dist", "NEEDLE\n") -- a file named like a skipped directory is searched
+        put("/src/build", "NEEDLE\n")
+        assert.same({ "/src/build", "/src/dist" }, paths(b:grep("NEEDLE")))
+        assert.same({ "/src/build", "/src/dist" }, paths(b:grep("NEEDLE", { ignore_hidden = false })))
+      end)
+
       it("skips binary files", function()
         put("/img.png", "\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
         put("/latin1.txt", "IHDR caf\xe9\n")
