@@ -72,16 +72,11 @@ static void createargtable(lua_State *L, char **argv, int argc, int script)
   lua_setglobal(L, "arg");
 }
 
-/* The script's main chunk runs as a task; the loop runs until it and every task it spawned
- * are done. If the main task fails, the others are cancelled and its traceback is the error. */
-static int run_script(lua_State *L, char **argv, int argc, int script)
+/* Runs the function below its n arguments as the main task; the loop runs until it and every
+ * task it spawned are done. If the main task fails, the others are cancelled and its traceback
+ * is the error. */
+static int run_task(lua_State *L, int n)
 {
-  createargtable(L, argv, argc, script);
-  int status = luaL_loadfile(L, argv[script]);
-  if (status != LUA_OK) return status;
-  int n = argc - script - 1;
-  luaL_checkstack(L, n, "too many arguments to script");
-  for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
   mb_task *main_task = mb_task_spawn(L, n, 0);
   int stuck = mb_sched_run(L, main_task);
   const char *st = mb_task_status(main_task);
@@ -102,7 +97,20 @@ static int run_script(lua_State *L, char **argv, int argc, int script)
   return LUA_OK;
 }
 
-/* mcp and agent are Lua: require("moonbox.cli").main(command, args...) */
+/* The script's main chunk runs as a task. */
+static int run_script(lua_State *L, char **argv, int argc, int script)
+{
+  createargtable(L, argv, argc, script);
+  int status = luaL_loadfile(L, argv[script]);
+  if (status != LUA_OK) return status;
+  int n = argc - script - 1;
+  luaL_checkstack(L, n, "too many arguments to script");
+  for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
+  return run_task(L, n);
+}
+
+/* mcp and agent are Lua: require("moonbox.cli").run(command, args...) runs as the main task and
+ * leaves the exit status in the module's `exit_code`. */
 static int run_cli(lua_State *L, char **argv, int argc, int cmd)
 {
   createargtable(L, argv, argc, cmd);
@@ -110,16 +118,16 @@ static int run_cli(lua_State *L, char **argv, int argc, int cmd)
   lua_pushstring(L, "moonbox.cli");
   int status = docall(L, 1, 1);
   if (status != LUA_OK) return status;
-  lua_getfield(L, -1, "main");
-  lua_remove(L, -2);
+  int cli = lua_gettop(L);
+  lua_getfield(L, cli, "run");
   int n = argc - cmd;
   luaL_checkstack(L, n, "too many arguments");
   for (int i = cmd; i < argc; i++) lua_pushstring(L, argv[i]);
-  status = docall(L, n, 1);
+  status = run_task(L, n);
   if (status == LUA_OK) {
-    /* main returns an exit status (integer) or nothing for success */
+    lua_getfield(L, cli, "exit_code");
     int code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
-    lua_pop(L, 1);
+    lua_pop(L, 2);
     lua_pushinteger(L, code);
     lua_setfield(L, LUA_REGISTRYINDEX, "moonbox.exit_code");
   }

@@ -16,4 +16,9 @@ function M.main(command, ...)
   return require(modname).main(...)
 end
 
+-- What the host runs as its main task: main's status is kept in M.exit_code.
+function M.run(command, ...)
+  M.exit_code = M.main(command, ...) or 0
+end
+
 return M
