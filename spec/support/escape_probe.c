@@ -12,6 +12,10 @@
  *   unshare                unshare(CLONE_NEWUSER), then clone(CLONE_NEWUSER)
  *   mount                  mount a tmpfs on /tmp
  *   chmod PATH             chmod(PATH, 0)
+ *   denied                 one harmless call each of io_uring_setup, bpf, perf_event_open,
+ *                          keyctl, add_key, userfaultfd, setns, open_by_handle_at: "name: ok" or
+ *                          "name: <error>" per line (bad pointers and descriptors, so on the
+ *                          host they fail with EFAULT/EBADF; under the filter with EPERM)
  * Exit status 0 when the attempt succeeded, 1 when it was refused, 2 on bad usage. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -91,6 +95,27 @@ static int do_unshare(void)
   return a && b ? 1 : 0;
 }
 
+static void try_call(const char *name, long rc)
+{
+  if (rc < 0)
+    printf("%s: %s\n", name, strerror(errno));
+  else
+    printf("%s: ok\n", name);
+}
+
+static int do_denied(void)
+{
+  try_call("io_uring_setup", syscall(SYS_io_uring_setup, 1, NULL));
+  try_call("bpf", syscall(SYS_bpf, 0, NULL, 8));
+  try_call("perf_event_open", syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
+  try_call("keyctl", syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -3 /* session */, 0));
+  try_call("add_key", syscall(SYS_add_key, NULL, NULL, NULL, 0, 0));
+  try_call("userfaultfd", syscall(SYS_userfaultfd, 0));
+  try_call("setns", syscall(SYS_setns, -1, 0));
+  try_call("open_by_handle_at", syscall(SYS_open_by_handle_at, -1, NULL, 0));
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
   setvbuf(stdout, NULL, _IONBF, 0);
@@ -108,6 +133,7 @@ int main(int argc, char **argv)
   if (strcmp(m, "unshare") == 0) return do_unshare();
   if (strcmp(m, "mount") == 0)
     return result("mount", mount("tmpfs", "/tmp", "tmpfs", 0, NULL), "mounted");
+  if (strcmp(m, "denied") == 0) return do_denied();
   if (strcmp(m, "chmod") == 0 && argc == 3) return result("chmod", chmod(argv[2], 0), "changed");
   return 2;
 }

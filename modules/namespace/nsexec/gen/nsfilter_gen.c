@@ -15,7 +15,7 @@
  * (getaddrinfo's interface probe; it sees only the sandbox's own namespace), AF_INET/AF_INET6
  * only when the sandbox has network = true; every other family (AF_VSOCK reaches a VM's host,
  * AF_PACKET, AF_ALG, ...) is refused. Denied calls fail with EPERM; a syscall of another ABI
- * (i386 int 0x80, x32) kills the process (libseccomp's bad-arch default). */
+ * (i386 int 0x80, x32) kills the process. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/filter.h>
@@ -96,6 +96,8 @@ static scmp_filter_ctx build(int net)
   }
   /* a binary tree of syscall numbers instead of a list: fewer instructions per call */
   seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+  /* a system call of another ABI (i386 int 0x80, x32) on this filter: the whole process dies */
+  seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
   const char *what = "";
   int rc = 0;
   for (size_t i = 0; i < sizeof denied / sizeof *denied && rc == 0; i++) {
