@@ -657,3 +657,88 @@ local function sandbox_suite(label, make)
 end
 
 sandbox_suite("a Lua-table sandbox", function(run) return table_sandbox.new({}, run) end)
+
+describe("shell tools over local_sandbox", function()
+  local dir, rm, sb, ts
+  before_each(function()
+    dir, rm = tmpdir.make()
+    sb = moonbox.local_sandbox { root = dir }
+    ts = new { backend = sb }
+  end)
+  after_each(function()
+    sb:stop()
+    rm()
+  end)
+
+  it("executes commands with the reference's texts", function()
+    assert.equal("hi\n", ts:call("execute", { command = "echo hi" }))
+    assert.equal("Command failed (exit code 3):\noops\n", ts:call("execute", { command = "echo oops >&2; exit 3" }))
+    assert.equal("(no output)", ts:call("execute", { command = "true" }))
+    local out = ts:call("execute", { command = "echo partial; sleep 5", timeout = 1 })
+    assert.matches("^Command failed %(exit code 124%):\npartial\n", out)
+    assert.matches("Error: Command timed out after 1 seconds$", out)
+    -- the file tools see what commands wrote
+    ts:call("execute", { command = "printf 'made\\n' > made.txt" })
+    assert.equal("     1\tmade", ts:call("read_file", { path = "/made.txt" }))
+  end)
+
+  it("runs, follows, lists and kills a background shell", function()
+    local started = ts:call("run_in_background", { command = "echo ready; sleep 30" })
+    assert.matches("^Started background shell bg_1 %(pid %d+%)%.\nUse read_output%('bg_1'%)", started)
+    local out
+    for _ = 1, 200 do
+      out = ts:call("read_output", { shell_id = "bg_1" })
+      if out:find("ready", 1, true) then break end
+      moonbox.sleep(0.01)
+    end
+    assert.equal("[bg_1] running\nready", out)
+    assert.equal("[bg_1] running\n(no new output)", ts:call("read_output", { shell_id = "bg_1" }))
+    assert.equal("bg_1  running  echo ready; sleep 30", ts:call("list_shells"))
+    assert.equal("Killed background shell bg_1.", ts:call("kill_shell", { shell_id = "bg_1" }))
+    assert.equal("Background shell bg_1 was already finished or unknown.", ts:call("kill_shell", { shell_id = "bg_1" }))
+    assert.matches("^bg_1  exited%(", ts:call("list_shells"))
+    assert.equal("Error: No such background shell 'bg_9'. Use list_shells to see the shells that exist.",
+      ts:call("read_output", { shell_id = "bg_9" }))
+  end)
+end)
+
+describe("console toolset with a permission ruleset", function()
+  local perms = require "moonbox.permissions"
+
+  it("guards the backend: denied paths and commands come back as Error text", function()
+    local sb = table_sandbox.new({ ["/.env"] = "SECRET=1\n", ["/a.txt"] = "a\n" },
+      function(command) return { output = "ran " .. command, exit_code = 0 } end)
+    local ts = new { backend = sb, permissions = perms.presets.PERMISSIVE }
+    assert.matches("^Error: .*Permission denied", ts:call("read_file", { path = "/.env" }))
+    assert.equal("     1\ta", ts:call("read_file", { path = "/a.txt" }))
+    assert.matches("^Error: .*Permission denied", ts:call("write_file", { path = "/.env", content = "x" }))
+    assert.equal("SECRET=1\n", sb:read_bytes("/.env"))
+    assert.matches("^Error: .*Permission denied", ts:call("execute", { command = "rm -rf /" }))
+    assert.equal("ran ls", ts:call("execute", { command = "ls" }))
+    assert.is_nil(ts:call("grep", { pattern = "SECRET" }):find(".env", 1, true))
+  end)
+
+  it("asks through the callback, or follows ask_fallback", function()
+    local sb = table_sandbox.new({ ["/a.txt"] = "a\n" }, function() return { output = "ok", exit_code = 0 } end)
+    local asked = {}
+    local yes = new { backend = sb, permissions = perms.presets.DEFAULT, ask = function(op, target)
+      asked[#asked + 1] = op .. " " .. target
+      return true
+    end }
+    assert.matches("^Wrote 1 lines", yes:call("write_file", { path = "/b.txt", content = "b\n" }))
+    assert.equal("ok", yes:call("execute", { command = "make" }))
+    assert.is_true(#asked >= 2)
+    local no = new { backend = sb, permissions = perms.presets.DEFAULT, ask_fallback = "deny" }
+    assert.matches("^Error: .*Permission denied", no:call("write_file", { path = "/c.txt", content = "c" }))
+    assert.is_false(sb:exists("/c.txt"))
+    local err = new { backend = sb, permissions = perms.presets.DEFAULT }
+    assert.matches("^Error: ", err:call("write_file", { path = "/c.txt", content = "c" }))
+    assert.is_false(sb:exists("/c.txt"))
+  end)
+
+  it("offers no write, edit or shell tools under READONLY", function()
+    local ts = new { backend = table_sandbox.new({}, function() end), permissions = perms.presets.READONLY }
+    assert.equal("ls,read_file,glob,grep", names(ts))
+    assert.matches("^Error: Unknown tool 'write_file'", ts:call("write_file", { path = "/x", content = "" }))
+  end)
+end)
