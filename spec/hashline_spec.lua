@@ -290,3 +290,72 @@ describe("hashline.apply_many", function()
     assert.equal(expect, (hashline.apply_many(content, edits)))
   end)
 end)
+
+describe("hashline chained edits", function()
+  -- A model of the semantics in plain Lua: lines, their ending, and the final-newline state.
+  local function model_apply(m, e)
+    local new = {}
+    if e.new_content ~= "" then
+      local text = e.new_content:gsub("\n$", "")
+      for piece in (text .. "\n"):gmatch("(.-)\n") do new[#new + 1] = piece end
+    end
+    local out = {}
+    for i = 1, e.start_line - 1 do out[#out + 1] = m.lines[i] end
+    local last = e.insert_after and e.start_line or (e.end_line or e.start_line)
+    if e.insert_after then out[#out + 1] = m.lines[e.start_line] end
+    for _, l in ipairs(new) do out[#out + 1] = l end
+    for i = last + 1, #m.lines do out[#out + 1] = m.lines[i] end
+    m.lines = out
+  end
+  local function model_text(m)
+    if #m.lines == 0 then return "" end
+    return table.concat(m.lines, m.eol) .. (m.trailing and m.eol or "")
+  end
+
+  for _, shape in ipairs({ { "\n", true }, { "\n", false }, { "\r\n", true }, { "\r\n", false } }) do
+    local eol, trailing = shape[1], shape[2]
+    it(("match a model over 400 random edits (%q, final newline %s)"):format(eol, tostring(trailing)), function()
+      local seed = 7
+      local function rand(n)
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed % n + 1
+      end
+      local m = { lines = {}, eol = eol, trailing = trailing }
+      for i = 1, 40 do m.lines[i] = ("line %d %s"):format(i, ("x"):rep(i % 7)) end
+      local cur = model_text(m)
+      for step = 1, 400 do
+        local n = #m.lines
+        local s = rand(n)
+        local e = { start_line = s, start_hash = H(m.lines[s]) }
+        local kind = rand(4)
+        if kind == 1 then
+          e.insert_after, e.new_content = true, ("ins %d\nins %d b"):format(step, step)
+        elseif kind == 2 and n > 2 then
+          e.end_line = math.min(n, s + rand(3) - 1)
+          if e.end_line - s + 1 >= n then e.end_line = s end
+          e.end_hash, e.new_content = H(m.lines[e.end_line]), ""
+        elseif kind == 3 then
+          e.new_content = ("rep %d"):format(step)
+        else
+          e.end_line = math.min(n, s + 1)
+          e.new_content = ("two %d\nthree %d\n"):format(step, step)
+        end
+        local new, summary = hashline.apply(cur, e)
+        assert(new, summary)
+        model_apply(m, e)
+        assert.equal(model_text(m), new)
+        cur = new
+      end
+    end)
+  end
+
+  it("gives the same result for the last result and for an equal string that is another object", function()
+    local base = ("row\n"):rep(100)
+    local r1 = hashline.apply(base, { start_line = 1, start_hash = H "row", new_content = "first" })
+    local copy = r1:sub(1, -2) .. "\n" -- equal bytes, a different string object
+    local via_cache = hashline.apply(r1, { start_line = 100, start_hash = H "row", new_content = "" })
+    local fresh = hashline.apply(copy, { start_line = 100, start_hash = H "row", new_content = "" })
+    assert.equal(fresh, via_cache)
+    assert.equal("first\n" .. ("row\n"):rep(98), fresh)
+  end)
+end)

@@ -25,13 +25,20 @@
 #define HL_DEFAULT_LIMIT 2000
 #define HL_HASHER "moonbox.hashline.Hasher"
 
-/* Module state (the upvalue of every function): the MD5 context, and a scratch buffer where
- * edits assemble the new content. A luaL_Buffer would allocate, fill and free a box as large
- * as the file on every edit; reusing one buffer saves that allocation and its page faults. */
+/* Module state (the upvalue of every function): the MD5 context, and scratch buffers where
+ * edits assemble the new content. A luaL_Buffer would allocate, fill and free a box as large as
+ * the file on every edit; reusing one buffer saves that allocation and its page faults.
+ *
+ * Chained edits (each applied to the previous result, the usual case) skip one copy: the box's
+ * user value holds the last result string while `out` still holds its bytes, so an apply to
+ * that very string (same object: the reference keeps it alive, so equal pointers mean equal
+ * strings) moves only the tail in place. Anything that reuses `out` first drops the reference. */
 typedef struct {
   hl_hasher *h;
-  char *out;
-  size_t cap;
+  char *out; /* result under construction, or the last result's bytes */
+  size_t cap, len;
+  char *mid; /* the new lines of a chained edit */
+  size_t midcap;
 } hasher_box;
 
 #define HL_KEEP_SCRATCH (8u << 20) /* larger scratch buffers are released after use */
@@ -54,8 +61,9 @@ static int hasher_gc(lua_State *L)
   hl_hasher_free(box->h);
   box->h = NULL;
   free(box->out);
-  box->out = NULL;
-  box->cap = 0;
+  free(box->mid);
+  box->out = box->mid = NULL;
+  box->cap = box->len = box->midcap = 0;
   return 0;
 }
 
@@ -65,16 +73,41 @@ typedef struct {
   size_t len;
 } out_t;
 
+/* Drops the last-result reference: `out` is about to change. Cannot raise. */
+static void forget_last(lua_State *L)
+{
+  lua_pushnil(L);
+  lua_setiuservalue(L, lua_upvalueindex(1), 1);
+}
+
+/* Is s (n bytes) the last result, whose bytes are still in box->out? */
+static int is_last(lua_State *L, const char *s, size_t n)
+{
+  int hit = 0;
+  if (lua_getiuservalue(L, lua_upvalueindex(1), 1) == LUA_TSTRING) {
+    size_t len;
+    const char *last = lua_tolstring(L, -1, &len);
+    hit = last == s && len == n && get_box(L)->len == n;
+  }
+  lua_pop(L, 1);
+  return hit;
+}
+
+static void grow(lua_State *L, char **buf, size_t *cap, size_t need)
+{
+  if (need <= *cap) return;
+  char *grown = realloc(*buf, need);
+  if (!grown)
+    luaL_error(L, "hashline: out of memory (%d bytes)", (int)(need > INT_MAX ? INT_MAX : need));
+  *buf = grown;
+  *cap = need;
+}
+
 static out_t scratch(lua_State *L, size_t need)
 {
   hasher_box *box = get_box(L);
-  if (need > box->cap) {
-    char *grown = realloc(box->out, need);
-    if (!grown)
-      luaL_error(L, "hashline: out of memory (%d bytes)", (int)(need > INT_MAX ? INT_MAX : need));
-    box->out = grown;
-    box->cap = need;
-  }
+  forget_last(L);
+  grow(L, &box->out, &box->cap, need);
   out_t o = {box->out, 0};
   return o;
 }
@@ -85,16 +118,21 @@ static void out_add(out_t *o, const char *s, size_t n)
   o->len += n;
 }
 
-/* Pushes the result and releases an oversized scratch buffer. */
-static void out_push(lua_State *L, out_t *o)
+/* Pushes the result (box->out, len bytes) and remembers it for the next chained edit, unless
+ * the buffer is oversized: then it is released instead. */
+static void out_push(lua_State *L, size_t len)
 {
-  lua_pushlstring(L, o->p, o->len);
   hasher_box *box = get_box(L);
+  lua_pushlstring(L, box->out, len);
+  box->len = len;
   if (box->cap > HL_KEEP_SCRATCH) {
     free(box->out);
     box->out = NULL;
-    box->cap = 0;
+    box->cap = box->len = 0;
+    return;
   }
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, lua_upvalueindex(1), 1);
 }
 
 static int opt_len(lua_State *L, int arg)
@@ -347,11 +385,9 @@ static void add_term(out_t *b, int crlf)
   b->p[b->len++] = '\n';
 }
 
-/* Appends the original bytes up to sp->p, then the span's new lines. */
-static void emit(out_t *b, const char *s, size_t n, size_t cursor, const span_t *sp, int trailing)
+/* Appends the span's new lines (and the ending an unterminated last line needs before them). */
+static void emit_lines(out_t *b, const span_t *sp, int at_eof, int trailing)
 {
-  out_add(b, s + cursor, sp->p - cursor);
-  int at_eof = sp->q == n;
   if (sp->lead_term) add_term(b, sp->crlf);
   const char *t = sp->text, *end = sp->text + sp->textlen;
   for (size_t i = 0; i < sp->nnew; i++) {
@@ -363,14 +399,23 @@ static void emit(out_t *b, const char *s, size_t n, size_t cursor, const span_t 
     if (i + 1 < sp->nnew || !at_eof || trailing) add_term(b, sp->crlf);
     t = nl ? nl + 1 : end;
   }
-  if (sp->nnew == 0 && at_eof && !trailing) {
-    /* Deleting the last lines of a file without a final newline: the new last line loses its
-     * ending too. */
-    if (b->len > 0 && b->p[b->len - 1] == '\n') {
-      b->len--;
-      if (b->len > 0 && b->p[b->len - 1] == '\r') b->len--;
-    }
-  }
+}
+
+/* Bytes to drop before the span: deleting the last lines of a file without a final newline
+ * takes the ending of the new last line too. `before` is what precedes the span's start. */
+static size_t strip_before(const span_t *sp, size_t n, int trailing, const char *before,
+                           size_t avail)
+{
+  if (sp->nnew != 0 || sp->q != n || trailing || avail == 0 || before[-1] != '\n') return 0;
+  return (avail >= 2 && before[-2] == '\r') ? 2 : 1;
+}
+
+/* Appends the original bytes from cursor up to sp->p, then the span's new lines. */
+static void emit(out_t *b, const char *s, size_t n, size_t cursor, const span_t *sp, int trailing)
+{
+  out_add(b, s + cursor, sp->p - cursor);
+  b->len -= strip_before(sp, n, trailing, b->p + b->len, b->len);
+  emit_lines(b, sp, sp->q == n, trailing);
 }
 
 static void push_summary(lua_State *L, const span_t *sp)
@@ -400,10 +445,26 @@ static int hashline_apply(lua_State *L)
   if (resolve(L, s, n, 2, "edit", digits, &sp, &err) != 0)
     return mb_fail(L, err.code, "%s", err.msg);
   int trailing = n > 0 && s[n - 1] == '\n';
-  out_t b = scratch(L, n - (sp.q - sp.p) + sp.textlen + 2 * sp.nnew + 4);
-  emit(&b, s, n, 0, &sp, trailing);
-  out_add(&b, s + sp.q, n - sp.q);
-  out_push(L, &b);
+  size_t midmax = sp.textlen + 2 * sp.nnew + 4;
+  if (is_last(L, s, n)) {
+    /* box->out holds s: build the new lines aside, move the tail, drop them in. */
+    hasher_box *box = get_box(L);
+    grow(L, &box->mid, &box->midcap, midmax);
+    out_t m = {box->mid, 0};
+    emit_lines(&m, &sp, sp.q == n, trailing);
+    size_t pre = sp.p - strip_before(&sp, n, trailing, s + sp.p, sp.p);
+    size_t len = pre + m.len + (n - sp.q);
+    forget_last(L);
+    grow(L, &box->out, &box->cap, len);
+    memmove(box->out + pre + m.len, box->out + sp.q, n - sp.q);
+    memcpy(box->out + pre, m.p, m.len);
+    out_push(L, len);
+  } else {
+    out_t b = scratch(L, n - (sp.q - sp.p) + midmax);
+    emit(&b, s, n, 0, &sp, trailing);
+    out_add(&b, s + sp.q, n - sp.q);
+    out_push(L, b.len);
+  }
   push_summary(L, &sp);
   return 2;
 }
@@ -461,7 +522,7 @@ static int hashline_apply_many(lua_State *L)
     cursor = spans[i].q;
   }
   out_add(&b, s + cursor, n - cursor);
-  out_push(L, &b);
+  out_push(L, b.len);
   /* Summaries in the order the edits were given. */
   luaL_Buffer sb;
   luaL_buffinit(L, &sb);
@@ -489,10 +550,8 @@ MB_EXPORT int luaopen_moonbox_hashline(lua_State *L);
 MB_EXPORT int luaopen_moonbox_hashline(lua_State *L)
 {
   lua_newtable(L);
-  hasher_box *box = lua_newuserdatauv(L, sizeof *box, 0);
-  box->h = NULL;
-  box->out = NULL;
-  box->cap = 0;
+  hasher_box *box = lua_newuserdatauv(L, sizeof *box, 1);
+  memset(box, 0, sizeof *box);
   if (luaL_newmetatable(L, HL_HASHER)) {
     lua_pushcfunction(L, hasher_gc);
     lua_setfield(L, -2, "__gc");
