@@ -332,6 +332,39 @@ describe("moonbox.backend", function()
       assert.equal(2, #core.regex("x"):grep("x\nx\nx\n", 2))
     end)
 
+    it("greps a large buffer on a worker inside a task, with the same results", function()
+      local moonbox = require "moonbox"
+      local big = ("filler text line\n"):rep(80000) .. "NEEDLE one\n" .. ("more\n"):rep(10) .. "NEEDLE two\r\n"
+      local re = core.regex("NEEDLE \\w+")
+      local inline = re:grep(big)
+      local ticks, done = 0, false
+      local t = moonbox.spawn(function()
+        local r = re:grep(big, 0, "/big.txt")
+        done = true
+        return r
+      end)
+      local k = moonbox.spawn(function()
+        while not done do
+          ticks = ticks + 1
+          moonbox.sleep(0)
+        end
+      end)
+      local r = t:join()
+      k:join()
+      assert.same(inline, r)
+      assert.same({ { line_number = 80001, line = "NEEDLE one" }, { line_number = 80012, line = "NEEDLE two" } }, r)
+      assert.equal(1, #moonbox.spawn(function() return re:grep(big, 1) end):join())
+      local _, msg, code = moonbox.spawn(function() return re:grep(big .. "\xff", 0, "/b.bin") end):join()
+      assert.equal("BINARY", code)
+      assert.matches("/b.bin", msg, 1, true)
+      local evil = core.regex("(a+)+$")
+      local _, msg2, code2 = moonbox.spawn(function()
+        return evil:grep(("a"):rep(40) .. "b\n" .. ("x"):rep(1024 * 1024))
+      end):join()
+      assert.equal("INVALID", code2)
+      assert.matches("too costly", msg2, 1, true)
+    end)
+
     it("reports an invalid regex with PCRE2's message and offset", function()
       fails("INVALID", "missing closing parenthesis at offset 4", core.regex("(abc"))
     end)

@@ -17,13 +17,16 @@
  *                     g:filter(rel) (grep's rule), g:has_slash(), g:base(), g:close()
  *   regex(pattern [, {fixed, ignore_case}]) --> Regex | nil, msg, INVALID;
  *                     re:grep(content [, max [, path]]) --> {{line_number, line}...} | nil, msg,
- *                     CODE (BINARY: not searched); re:test(s), re:close()
+ *                     CODE (BINARY: not searched; from 1 MiB on, inside a task, the search runs
+ *                     on a worker thread); re:test(s), re:close()
  *   grep_skips(rel [, is_dir [, ignore_hidden]]), is_skipped_dir(name), grep_opts(opts)
  *   iso8601(sec [, nsec]), parse_iso8601(s) --> sec, nsec, base64_encode(s), base64_decode(s)
  *   READ_LIMIT, LINE_MAX_CHARS */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend_lua.h"
+#include "scheduler.h"
 
 #define GLOB_TYPE "moonbox.backend.Glob"
 #define REGEX_TYPE "moonbox.backend.Regex"
@@ -218,18 +221,23 @@ static int glob_has_slash(lua_State *L)
 
 /* ---- Regex --------------------------------------------------------------------------- */
 
-static mb_regex **regex_check(lua_State *L)
+typedef struct {
+  mb_regex *re; /* owned; NULL once closed */
+  int flags;    /* to compile a private copy for a worker; the pattern is user value 1 */
+} regex_ud;
+
+static regex_ud *regex_check(lua_State *L)
 {
-  mb_regex **re = luaL_checkudata(L, 1, REGEX_TYPE);
-  if (!*re) luaL_error(L, "attempt to use a closed Regex");
-  return re;
+  regex_ud *r = luaL_checkudata(L, 1, REGEX_TYPE);
+  if (!r->re) luaL_error(L, "attempt to use a closed Regex");
+  return r;
 }
 
 static int regex_release(lua_State *L)
 {
-  mb_regex **re = luaL_checkudata(L, 1, REGEX_TYPE);
-  mb_regex_free(*re);
-  *re = NULL;
+  regex_ud *r = luaL_checkudata(L, 1, REGEX_TYPE);
+  mb_regex_free(r->re);
+  r->re = NULL;
   return 0;
 }
 
@@ -254,10 +262,13 @@ static int backend_regex(lua_State *L)
     }
   }
   mb_buf *err = mb_lbuf(L);
-  mb_regex **re = lua_newuserdatauv(L, sizeof *re, 0);
-  *re = NULL;
+  regex_ud *r = lua_newuserdatauv(L, sizeof *r, 1);
+  r->re = NULL;
+  r->flags = flags;
   luaL_setmetatable(L, REGEX_TYPE);
-  mb_code code = mb_regex_compile(pat, len, flags, re, err);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1);
+  mb_code code = mb_regex_compile(pat, len, flags, &r->re, err);
   if (code) return mb_lfail(L, code, err);
   return 1;
 }
@@ -284,18 +295,105 @@ static bool collect_line(void *ud, size_t line_no, const char *line, size_t len)
   return c->max == 0 || c->count < c->max;
 }
 
+/* A search of GREP_WORKER_MIN bytes or more runs on a worker thread (inside a task), with a
+ * private copy of the regex (match scratch is per thread) and the content anchored by the job. */
+#define GREP_WORKER_MIN (1024 * 1024)
+#define JOB_TYPE "moonbox.backend.GrepJob"
+
+typedef struct {
+  mb_regex *re; /* owned */
+  const char *s, *path;
+  size_t len, max;
+  size_t (*hits)[3]; /* line number, offset, length; owned */
+  size_t nhits, cap;
+  mb_code code;
+  mb_buf err;
+} grep_job;
+
+static int job_gc(lua_State *L)
+{
+  grep_job *j = luaL_checkudata(L, 1, JOB_TYPE);
+  mb_regex_free(j->re);
+  j->re = NULL;
+  free(j->hits);
+  j->hits = NULL;
+  mb_buf_free(&j->err);
+  return 0;
+}
+
+static bool job_hit(void *ud, size_t line_no, const char *line, size_t len)
+{
+  grep_job *j = ud;
+  if (j->nhits == j->cap) {
+    size_t cap = j->cap ? j->cap * 2 : 64;
+    void *h = realloc(j->hits, cap * sizeof *j->hits);
+    if (!h) {
+      j->code = MB_ENOMEM;
+      return false;
+    }
+    j->hits = h;
+    j->cap = cap;
+  }
+  size_t *hit = j->hits[j->nhits++];
+  hit[0] = line_no, hit[1] = (size_t)(line - j->s), hit[2] = len;
+  return j->max == 0 || j->nhits < j->max;
+}
+
+static void job_run(void *arg) /* on a worker: no Lua */
+{
+  grep_job *j = arg;
+  mb_code code = mb_regex_grep(j->re, j->s, j->len, j->path, job_hit, j, &j->err);
+  if (!j->code) j->code = code;
+}
+
+/* Continuation: the job is at index 5. */
+static int job_finish(lua_State *L, int status, lua_KContext ctx)
+{
+  grep_job *j = luaL_checkudata(L, 5, JOB_TYPE);
+  if (j->code == MB_BINARY)
+    return mb_fail(L, MB_BINARY, "grep %s: binary content is not searched", j->path);
+  if (j->code) return mb_lfail(L, j->code, &j->err);
+  lua_createtable(L, (int)j->nhits, 0);
+  collect c = {L, 0, 0};
+  for (size_t i = 0; i < j->nhits; i++)
+    collect_line(&c, j->hits[i][0], j->s + j->hits[i][1], j->hits[i][2]);
+  return 1;
+}
+
 /* re:grep(content [, max [, path]]) --> { {line_number, line}, ... } */
 static int regex_grep(lua_State *L)
 {
-  mb_regex **re = regex_check(L);
+  regex_ud *r = regex_check(L);
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
   lua_Integer max = mb_loptint(L, 3, 0);
   const char *path = luaL_optstring(L, 4, "");
+  if (len >= GREP_WORKER_MIN) {
+    lua_settop(L, 4);
+    grep_job *j = lua_newuserdatauv(L, sizeof *j, 2); /* index 5 */
+    memset(j, 0, sizeof *j);
+    if (luaL_newmetatable(L, JOB_TYPE)) {
+      lua_pushcfunction(L, job_gc);
+      lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, 5);
+    lua_pushvalue(L, 2); /* what the worker reads lives as long as the job, even on cancel */
+    lua_setiuservalue(L, 5, 1);
+    lua_pushstring(L, path);
+    lua_setiuservalue(L, 5, 2);
+    j->s = s, j->len = len, j->path = path, j->max = max < 0 ? 0 : (size_t)max;
+    size_t plen;
+    lua_getiuservalue(L, 1, 1);
+    const char *pat = lua_tolstring(L, -1, &plen);
+    mb_code code = mb_regex_compile(pat, plen, r->flags, &j->re, &j->err);
+    lua_pop(L, 1);
+    if (code) return mb_lfail(L, code, &j->err);
+    return mb_await_work(L, job_run, j, 5, job_finish, 0);
+  }
   mb_buf *err = mb_lbuf(L);
   lua_newtable(L);
   collect c = {L, max < 0 ? 0 : max, 0};
-  mb_code code = mb_regex_grep(*re, s, len, path, collect_line, &c, err);
+  mb_code code = mb_regex_grep(r->re, s, len, path, collect_line, &c, err);
   if (code == MB_BINARY && !err->len)
     return mb_fail(L, MB_BINARY, "grep %s: binary content is not searched", path);
   if (code) return mb_lfail(L, code, err);
@@ -310,12 +408,12 @@ static bool first_only(void *ud, size_t line_no, const char *line, size_t len)
 
 static int regex_test(lua_State *L)
 {
-  mb_regex **re = regex_check(L);
+  regex_ud *r = regex_check(L);
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
   mb_buf *err = mb_lbuf(L);
   bool hit = false;
-  mb_code code = mb_regex_grep(*re, s, len, NULL, first_only, &hit, err);
+  mb_code code = mb_regex_grep(r->re, s, len, NULL, first_only, &hit, err);
   if (code && code != MB_BINARY) return mb_lfail(L, code, err);
   lua_pushboolean(L, hit);
   return 1;
