@@ -270,6 +270,53 @@ int mb_child_reap(mb_loop *loop, mb_child *c)
   return r < 0 ? -1 : status;
 }
 
+/* ---- process groups ------------------------------------------------------------------------ */
+
+/* Plain stores of whole pid_t values: a signal handler reading mid-update sees a slot either
+ * before or after, never torn; the high-water mark bounds every scan. */
+static volatile pid_t groups[MB_GROUPS_MAX];
+static volatile int groups_hw;
+static int groups_atexit;
+
+static void groups_at_exit(void)
+{
+  mb_groups_kill_all();
+}
+
+void mb_groups_add(pid_t pgid)
+{
+  if (!groups_atexit) {
+    groups_atexit = 1;
+    atexit(groups_at_exit);
+  }
+  for (int i = 0; i < MB_GROUPS_MAX; i++)
+    if (groups[i] == 0) {
+      groups[i] = pgid;
+      if (i >= groups_hw) groups_hw = i + 1;
+      return;
+    }
+}
+
+void mb_groups_remove(pid_t pgid)
+{
+  for (int i = 0; i < groups_hw; i++)
+    if (groups[i] == pgid) {
+      groups[i] = 0;
+      break;
+    }
+  while (groups_hw > 0 && groups[groups_hw - 1] == 0) groups_hw--;
+}
+
+void mb_groups_kill_all(void)
+{
+  int saved = errno;
+  for (int i = 0; i < groups_hw; i++) {
+    pid_t g = groups[i];
+    if (g > 0) kill(-g, SIGKILL);
+  }
+  errno = saved;
+}
+
 /* ---- deferred ------------------------------------------------------------------------------ */
 
 void mb_defer_queue(mb_loop *loop, mb_defer *d, mb_defer_cb cb, void *data)

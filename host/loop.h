@@ -94,6 +94,16 @@ int mb_child_poll(mb_loop *loop, mb_child *c);
  * returns the wait status, or -1 if it was already reaped. */
 int mb_child_reap(mb_loop *loop, mb_child *c);
 
+/* ---- process groups that must not outlive this process ----------------------------------- */
+/* Every process group a native starts is registered here until it is gone. mb_groups_kill_all
+ * SIGKILLs them all and is async-signal-safe: the host calls it from its SIGINT/SIGTERM/SIGHUP
+ * handlers, and an atexit handler calls it too, so neither a signal nor os.exit orphans them.
+ * At most MB_GROUPS_MAX are tracked at once (beyond that only __gc and stop() cover them). */
+#define MB_GROUPS_MAX 4096
+void mb_groups_add(pid_t pgid);
+void mb_groups_remove(pid_t pgid);
+void mb_groups_kill_all(void);
+
 /* ---- deferred callbacks -------------------------------------------------------------------- */
 typedef struct mb_defer mb_defer;
 typedef void (*mb_defer_cb)(mb_loop *loop, mb_defer *d);

@@ -7,10 +7,12 @@
  * Everything runs inside a protected main (pmain, as lua.c): an uncaught error prints its
  * traceback on stderr and the process exits 1. Nothing here calls exit() from Lua-callable code. */
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "loop.h"
 #include "moonbox.h"
 #include "scheduler.h"
 
@@ -180,8 +182,33 @@ static int pmain(lua_State *L)
   return 1;
 }
 
+/* A host killed by SIGINT/SIGTERM/SIGHUP takes the process groups of its commands with it (they
+ * are in groups of their own, so a terminal's signal does not reach them), then dies of the
+ * same signal. */
+static void on_fatal_signal(int sig)
+{
+  mb_groups_kill_all();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void install_signal_handlers(void)
+{
+  static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    /* Leave alone a signal the parent chose to ignore (nohup). */
+    if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    sigaction(sigs[i], &sa, NULL);
+  }
+}
+
 int main(int argc, char **argv)
 {
+  install_signal_handlers();
   /* Lua churns through strings as large as the files it edits (a 500 KB file makes a new 500 KB
    * string per edit). glibc serves such blocks with mmap and trims freed heap back to the OS,
    * so every edit paid ~150 page faults; keeping them in the heap makes edits 2-3x faster. */

@@ -24,6 +24,17 @@ local function gone(pid, within)
   return false, read_file("/proc/" .. pid .. "/stat")
 end
 
+-- Dead: gone, or a zombie waiting for a parent that is not ours to reap it.
+local function dead(pid, within)
+  local deadline = moonbox.now() + (within or 3)
+  repeat
+    local stat = read_file("/proc/" .. pid .. "/stat")
+    if not stat or stat:match("^%d+ %b() Z") then return true end
+    moonbox.sleep(0.02)
+  until moonbox.now() > deadline
+  return false, read_file("/proc/" .. pid .. "/stat")
+end
+
 local function wait_for_file(path, within)
   local deadline = moonbox.now() + (within or 3)
   repeat
@@ -388,6 +399,23 @@ describe("local_sandbox", function()
       f:close()
       assert(os.execute(exe .. " run " .. script))
       assert.is_true(gone(assert(wait_for_file(dir .. "/hpid"))))
+    end)
+
+    it("kills everything when the host is killed by SIGTERM", function()
+      local script = dir .. "/term.lua"
+      local f = assert(io.open(script, "w"))
+      f:write(string.format([[
+        local sb = require("moonbox").local_sandbox { root = %q }
+        sb:spawn("echo $$ > tpid; sleep 60")
+        require("moonbox").sleep(60)
+      ]], dir))
+      f:close()
+      assert(os.execute(exe .. " run " .. script .. " >/dev/null 2>&1 & echo $! > " .. dir .. "/host"))
+      local bg = assert(wait_for_file(dir .. "/tpid"))
+      local host = assert(wait_for_file(dir .. "/host"))
+      assert(os.execute("kill -TERM " .. host))
+      assert.is_true(dead(host))
+      assert.is_true(dead(bg))
     end)
   end)
 

@@ -24,11 +24,11 @@
  *
  * Ownership: the Process userdata owns the pipes, the three captures, the stdin copy and its
  * loop handles; close/__gc kill the group (SIGKILL), reap the leader and release everything.
- * Every unfinished process is also on a process-wide list that an atexit handler kills, so
- * os.exit without closing the state orphans nothing. The first spawn makes this process a child
- * subreaper, and finished groups are swept (killed again, their orphans reaped) for a few
- * seconds, so no grandchild survives or lingers as a zombie.
- * Fail codes: ENOENT/EACCES (program or cwd), INVALID (cwd not a directory), EIO, ENOMEM. */
+ * Every unfinished group is registered with mb_groups_add (loop.h): the host's signal handlers
+ * and an atexit handler kill them, so neither a signal nor os.exit orphans anything. The first
+ * spawn makes this process a child subreaper, and finished groups are swept (killed again, their
+ * orphans reaped) for a few seconds, so no grandchild survives or lingers as a zombie. Fail codes:
+ * ENOENT/EACCES (program or cwd), INVALID (cwd not a directory), EIO, ENOMEM. */
 #define _GNU_SOURCE
 #include "proc.h"
 
@@ -43,32 +43,6 @@
 #include <unistd.h>
 
 #define PROC_MT "moonbox.proc.Process"
-
-static proc *live_head;
-
-static void live_add(proc *p)
-{
-  p->lnext = live_head;
-  p->lprev = NULL;
-  if (live_head) live_head->lprev = p;
-  live_head = p;
-}
-
-static void live_remove(proc *p)
-{
-  if (p->lprev)
-    p->lprev->lnext = p->lnext;
-  else if (live_head == p)
-    live_head = p->lnext;
-  if (p->lnext) p->lnext->lprev = p->lprev;
-  p->lnext = p->lprev = NULL;
-}
-
-static void kill_live_at_exit(void)
-{
-  for (proc *p = live_head; p; p = p->lnext)
-    if (p->pgid > 0) kill(-p->pgid, SIGKILL);
-}
 
 /* ---- state changes (loop callbacks: plain C) ----------------------------------------------- */
 
@@ -85,7 +59,7 @@ static void finish_if_done(proc *p)
   p->finished = 1;
   mb_timer_stop(p->loop, &p->drain);
   close_fd(p->loop, &p->in_io, &p->in_fd);
-  live_remove(p);
+  mb_groups_remove(p->pgid);
   mb_proc_sweep_add(p->loop, p->pgid);
   mb_wait_done(p->loop, &p->wait);
 }
@@ -225,7 +199,7 @@ static void release(proc *p)
     mb_child_stop(p->loop, &p->child);
     mb_timer_stop(p->loop, &p->drain);
   }
-  live_remove(p);
+  if (p->pgid > 0 && !p->finished) mb_groups_remove(p->pgid);
   mb_capture_free(&p->output);
   mb_capture_free(&p->out);
   mb_capture_free(&p->err);
@@ -382,7 +356,6 @@ static int spawn_push(lua_State *L)
   if (!setup) {
     setup = 1;
     prctl(PR_SET_CHILD_SUBREAPER, 1);
-    atexit(kill_live_at_exit);
   }
   if (o.cwd) {
     struct stat st;
@@ -419,7 +392,7 @@ static int spawn_push(lua_State *L)
   p->out_fd = sp.out_fd;
   p->err_fd = sp.err_fd;
   p->in_fd = sp.in_fd;
-  live_add(p);
+  mb_groups_add(sp.pid);
   p->child.before_reap = before_reap;
   p->child.pidfd = -1;
   err = mb_child_start(loop, &p->child, sp.pid, child_exited, p);

@@ -23,7 +23,6 @@ struct proc {
   int status; /* wait status of the leader, -1 if unknown */
   int exited, finished, timed_out, killed, closed;
   mb_wait wait;
-  proc *lnext, *lprev;
 };
 
 /* Options of spawn/run, read from the stack; the arrays live in userdata left on the stack. */
