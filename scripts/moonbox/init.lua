@@ -38,6 +38,7 @@ local registry = {
   guard = { "moonbox.guard", "guard" },
   -- tenant policies in a restricted state (scripts/moonbox/policy.lua over modules/restricted)
   policy = { "moonbox.policy" },
+  composite_backend = { "moonbox.composite", "composite_backend" },
 }
 
 M._registry = registry
