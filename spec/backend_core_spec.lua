@@ -219,6 +219,55 @@ describe("moonbox.backend", function()
     end)
   end)
 
+  describe("vectorized scans", function()
+    -- A Lua reference for replace-all and for the text/binary verdict, on random inputs built
+    -- to hit vector boundaries, candidates near the end and multi-byte characters.
+    local script = [[
+      local core = require "moonbox.backend"
+      local seed = 7
+      local function rand(n) seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n + 1 end
+      local alpha = { "a", "b", "\n", " ", "ab", "é", "line_", "= ", "🚀", ("x"):rep(63) }
+      for _ = 1, 1500 do
+        local t = {}
+        for i = 1, rand(60) do t[i] = alpha[rand(#alpha)] end
+        local hay = table.concat(t)
+        local nt = {}
+        for i = 1, rand(4) do nt[i] = alpha[rand(#alpha - 1)] end
+        local nd = table.concat(nt)
+        local count, pos = 0, 1
+        while true do
+          local _, e = hay:find(nd, pos, true)
+          if not e then break end
+          count, pos = count + 1, e + 1
+        end
+        local out, n = core.apply_edit(hay, nd, "Z", true)
+        if count == 0 then assert(out == nil, nd) else
+          assert(n == count and out == hay:gsub(nd:gsub("%p", "%%%0"), "Z"), nd)
+        end
+        assert(core.is_binary(hay .. "\xff") and not core.is_binary(hay))
+      end
+      print("scans ok")
+    ]]
+
+    local function run(env)
+      local exe = os.getenv("MOONBOX_EXE") or "build/moonbox"
+      local name = os.tmpname()
+      local f = assert(io.open(name, "w"))
+      f:write(script)
+      f:close()
+      local p = assert(io.popen(env .. " " .. exe .. " run " .. name .. " 2>&1"))
+      local out = p:read("a")
+      p:close()
+      os.remove(name)
+      return out
+    end
+
+    it("agree with a Lua reference on the AVX2 and the SSE2 path", function()
+      assert.equal("scans ok\n", run(""))
+      assert.equal("scans ok\n", run("MOONBOX_NO_AVX2=1"))
+    end)
+  end)
+
   describe("glob", function()
     local function m(pat, path) return assert(core.glob(pat)):match(path) end
 

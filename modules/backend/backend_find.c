@@ -5,9 +5,11 @@
  * first-byte-driven memmem stop and compare on nearly every line. mb_find instead picks the two
  * bytes of the needle that are rarest in typical text (a fixed rank table) and scans 64 bytes a
  * round for positions where both sit at their offsets, verifying only those candidates with
- * memcmp. On x86-64 the scans use AVX2 when the CPU has it (checked per call; cheap) and SSE2
- * otherwise; other targets use memmem and a word-at-a-time loop. No allocation, no Lua. */
+ * memcmp. On x86-64 the scans use AVX2 when the CPU has it and SSE2 otherwise (or when the
+ * environment sets MOONBOX_NO_AVX2); other targets use a scalar pair scan and a word-at-a-time
+ * loop. No allocation, no Lua. */
 #define _GNU_SOURCE
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend_core.h"
@@ -71,6 +73,19 @@ static inline const char *verify(const char *p, uint64_t mask, const char *last,
 #if defined(__x86_64__) && defined(__SSE2__)
 #include <immintrin.h>
 
+/* AVX2 when the CPU has it, unless MOONBOX_NO_AVX2 is set (the specs use it to test the SSE2
+ * path). Decided once; threads racing on the first call store the same value. */
+static bool use_avx2(void)
+{
+  static int state; /* 0 undecided, 1 AVX2, 2 SSE2 */
+  int v = __atomic_load_n(&state, __ATOMIC_RELAXED);
+  if (!v) {
+    v = __builtin_cpu_supports("avx2") && !getenv("MOONBOX_NO_AVX2") ? 1 : 2;
+    __atomic_store_n(&state, v, __ATOMIC_RELAXED);
+  }
+  return v == 1;
+}
+
 #define FIND_BODY(VEC, SET1, LOADU, CMPEQ, AND, MOVEMASK, WIDTH)                            \
   const VEC v1 = SET1(nd[o1]), v2 = SET1(nd[o2]);                                           \
   const char *last = h + (hn - nn), *p = h;                                                 \
@@ -111,7 +126,7 @@ const char *mb_find(const char *h, size_t hn, const char *nd, size_t nn)
   if (nn == 1) return memchr(h, nd[0], hn);
   size_t o1, o2;
   pick_pair(nd, nn, &o1, &o2);
-  if (__builtin_cpu_supports("avx2")) return find_avx2(h, hn, nd, nn, o1, o2);
+  if (use_avx2()) return find_avx2(h, hn, nd, nn, o1, o2);
   return find_sse2(h, hn, nd, nn, o1, o2);
 }
 
@@ -149,7 +164,7 @@ static size_t ascii_sse2(const unsigned char *s, size_t n)
 
 size_t mb_ascii_span(const char *s, size_t n)
 {
-  if (__builtin_cpu_supports("avx2")) return ascii_avx2((const unsigned char *)s, n);
+  if (use_avx2()) return ascii_avx2((const unsigned char *)s, n);
   return ascii_sse2((const unsigned char *)s, n);
 }
 
