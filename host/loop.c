@@ -63,6 +63,10 @@ struct mb_loop {
   mb_io eio;
   int kick;
   void *sched;
+  /* how long the loop went without polling (a callback or a task step that did not yield) */
+  double last_poll;     /* mb_now() when the last poll returned; 0 before the first */
+  double last_poll_cpu; /* this thread's CPU time then */
+  double max_busy, max_busy_cpu;
 };
 
 double mb_now(void)
@@ -351,11 +355,26 @@ void mb_defer_cancel(mb_loop *loop, mb_defer *d)
   d->next = NULL;
 }
 
+/* CPU seconds this thread has used: the loop's busy time without the time the machine gave to
+ * other processes. */
+static double thread_cpu(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* At most this long on deferred callbacks (task resumptions) before the loop polls again, so
+ * timers and I/O are seen while many tasks are ready; the rest run on the next iteration. */
+#define MB_DEFER_SLICE 0.002
+
 static void run_deferred(mb_loop *loop)
 {
   /* Only what is queued now: items queued by these callbacks run next iteration. */
   size_t n = loop->ndefer;
+  double until = mb_now() + MB_DEFER_SLICE;
   while (n-- > 0 && loop->dhead) {
+    if (mb_now() > until) break;
     mb_defer *d = loop->dhead;
     loop->dhead = d->next;
     if (loop->dhead == NULL) loop->dtail = NULL;
@@ -506,6 +525,12 @@ int mb_loop_run_once(mb_loop *loop, double timeout)
   if (loop->depth >= MB_MAX_DEPTH) ms = 0; /* too deep to nest more batches: poll only */
   struct epoll_event events[MB_BATCH];
   int n = 0;
+  if (loop->last_poll > 0) {
+    double busy = mb_now() - loop->last_poll;
+    if (busy > loop->max_busy) loop->max_busy = busy;
+    double cpu = thread_cpu() - loop->last_poll_cpu;
+    if (cpu > loop->max_busy_cpu) loop->max_busy_cpu = cpu;
+  }
   if (loop->nio > 0) {
     n = epoll_wait(loop->epfd, events, MB_BATCH, ms);
     if (n < 0) n = 0; /* EINTR: just go round */
@@ -514,6 +539,8 @@ int mb_loop_run_once(mb_loop *loop, double timeout)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
+  loop->last_poll = mb_now();
+  loop->last_poll_cpu = thread_cpu();
   if (n > 0 && loop->depth < MB_MAX_DEPTH) {
     int d = loop->depth++;
     loop->batches[d] = events;
@@ -544,6 +571,14 @@ int mb_loop_run_until(mb_loop *loop, const volatile int *flag)
 void mb_loop_wake(mb_loop *loop)
 {
   loop->kick = 1;
+}
+
+double mb_loop_max_busy(mb_loop *loop, int reset, double *cpu)
+{
+  double v = loop->max_busy;
+  if (cpu) *cpu = loop->max_busy_cpu;
+  if (reset) loop->max_busy = loop->max_busy_cpu = 0;
+  return v;
 }
 
 lua_State *mb_loop_state(mb_loop *loop)

@@ -157,6 +157,12 @@ void mb_loop_wake(mb_loop *loop);
 /* Number of live handles (fds, timers, children, queued work, deferred). */
 size_t mb_loop_alive(mb_loop *loop);
 
+/* The longest time (seconds) the loop ran callbacks and task steps without polling, since the
+ * start or the last reset: how long the loop was blocked at worst, in wall-clock time (which
+ * includes time the OS gave to other processes) and, in *cpu if not NULL, in this thread's CPU
+ * time (the work the loop itself did between two polls). */
+double mb_loop_max_busy(mb_loop *loop, int reset, double *cpu);
+
 /* The lua_State whose loop this is (the main thread). */
 lua_State *mb_loop_state(mb_loop *loop);
 

@@ -12,8 +12,11 @@
  *   run() -> stuck                outside a task: run the loop until every task has finished;
  *                                 returns the number of tasks left waiting on nothing (deadlock)
  *   in_task() -> boolean          whether waits here yield (true) or block (false)
- *   stats() -> {tasks, handles}   unfinished tasks (the running main task included) and live
- *                                 loop handles (fds, timers, children, work, deferred)
+ *   stats([reset]) -> {tasks, handles, max_busy, max_busy_cpu}   unfinished tasks (the running
+ *                                 main task included), live loop handles (fds, timers, children,
+ *                                 work, deferred), and the longest time in seconds the loop went
+ *                                 without polling, wall-clock and in its own CPU time (reset =
+ *                                 true starts a new measurement)
  *   io.wait_readable(fd [, timeout]) / io.reader(fd)   see io.c
  *
  * Owns: each sleep holds a timer in a userdata on the waiting stack (released on wake, cancel
@@ -102,11 +105,18 @@ static int task_in_task(lua_State *L)
 static int task_stats(lua_State *L)
 {
   mb_loop *loop = mb_loop_get(L);
-  lua_createtable(L, 0, 2);
+  int reset = lua_toboolean(L, 1);
+  double cpu;
+  double busy = mb_loop_max_busy(loop, reset, &cpu);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, (lua_Integer)mb_sched_live(L));
   lua_setfield(L, -2, "tasks");
   lua_pushinteger(L, (lua_Integer)mb_loop_alive(loop));
   lua_setfield(L, -2, "handles");
+  lua_pushnumber(L, busy);
+  lua_setfield(L, -2, "max_busy");
+  lua_pushnumber(L, cpu);
+  lua_setfield(L, -2, "max_busy_cpu");
   return 1;
 }
 
