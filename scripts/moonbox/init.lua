@@ -35,6 +35,8 @@ local registry = {
   json = { "moonbox.json" },
   llm = { "moonbox.llm" }, -- providers: scripts/moonbox/llm/
   agent = { "moonbox.agent", "new" },
+  runtimes = { "moonbox.runtimes" },
+  session_manager = { "moonbox.session", "new" },
   guard = { "moonbox.guard", "guard" },
   -- tenant policies in a restricted state (scripts/moonbox/policy.lua over modules/restricted)
   policy = { "moonbox.policy" },
