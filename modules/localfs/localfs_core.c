@@ -5,7 +5,7 @@
  * resolver follows symlinks itself (at most LFS_MAXLINKS) and keeps a stack of directory fds so
  * ".." inside a link target is physical, like the kernel's. The area's own fd is never closed here.
  */
-#define _GNU_SOURCE /* O_PATH, O_TMPFILE */
+#define _GNU_SOURCE /* O_PATH, renameat2 */
 #include "localfs_core.h"
 
 #include <errno.h>
