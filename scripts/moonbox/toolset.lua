@@ -517,7 +517,7 @@ function TOOLS.ls(self, a)
     if e.is_dir then
       out[#out + 1] = "  " .. e.name .. "/"
     elseif e.size then
-      out[#out + 1] = ("  %s (%d bytes)"):format(e.name, e.size)
+      out[#out + 1] = ("  %s (%s bytes)"):format(e.name, tostring(math.tointeger(e.size) or e.size))
     else
       out[#out + 1] = "  " .. e.name
     end
@@ -651,7 +651,8 @@ function TOOLS.grep(self, a)
     local out = { ("Matches for '%s':"):format(a.pattern) }
     for i = 1, math.min(#matches, limit) do
       local m = matches[i]
-      out[#out + 1] = ("  %s:%d: %s"):format(m.path, m.line_number, cut(m.line or "", M.GREP_LINE_WIDTH))
+      out[#out + 1] = ("  %s:%s: %s"):format(m.path, tostring(math.tointeger(m.line_number) or m.line_number),
+        cut(m.line or "", M.GREP_LINE_WIDTH))
     end
     if #matches > limit then out[#out + 1] = ("  ... and %d more matches"):format(#matches - limit) end
     return table.concat(out, "\n")
