@@ -136,6 +136,8 @@ describe("namespace_sandbox", function()
       assert.is_nil(r.output:find("MOONBOX_", 1, true))
       local with = nsb.new{ root = root, env = { GREETING = "hi" } }
       assert.are.equal("hi\n", with:execute("echo $GREETING").output)
+      assert.are.equal("hi there\n",
+        with:execute("echo $GREETING $WHO", { env = { WHO = "there" } }).output)
       with:stop()
     end)
 

@@ -289,7 +289,7 @@ function M.new(opts)
         return nil, "namespace sandbox: its holder process has died (killed from outside?); " ..
           "stop() this sandbox and start a new one", "CLOSED"
       end
-      return st:prefix(st:inside(ctx.cwd)), { env = env, clean_env = true }
+      return st:prefix(st:inside(ctx.cwd)) -- env: ours merged with the call's, never the host's
     end,
   }
   if not sb then return nil, msg, code end
