@@ -50,6 +50,21 @@ describe("state_backend", function()
     end)
   end)
 
+  describe("ls", function()
+    it("dates an implied directory by the newest file below it", function()
+      local b = new {
+        ["/d/old.txt"] = { content = "1", modified_at = "2020-01-01T00:00:00.000000Z" },
+        ["/d/sub/new.txt"] = { content = "2", modified_at = "2024-05-06T07:08:09.000010Z" },
+        ["/e/x.txt"] = { content = "3", modified_at = "2021-01-01T00:00:00.000000Z" },
+      }
+      local l = b:ls("/")
+      assert.same({ "d", "e" }, { l[1].name, l[2].name })
+      assert.equal("2024-05-06T07:08:09.000010Z", l[1].modified_at)
+      assert.equal("2021-01-01T00:00:00.000000Z", l[2].modified_at)
+      assert.is_nil(l[1].size)
+    end)
+  end)
+
   describe("files()", function()
     it("exports a JSON-serializable table that loads back exactly", function()
       local all = {}

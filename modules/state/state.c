@@ -206,6 +206,7 @@ static int state_edit(lua_State *L)
 typedef struct {
   const char *name;
   size_t len;
+  int64_t mtime_us; /* directories: the newest file below */
 } name_ref;
 
 static int cmp_names(const void *x, const void *y)
@@ -219,8 +220,8 @@ static int cmp_basenames(const void *x, const void *y)
 {
   const mb_entry *a = *(mb_entry *const *)x, *b = *(mb_entry *const *)y;
   size_t an, bn;
-  name_ref ra = {mb_path_basename(a->path, a->plen, &an), 0},
-           rb = {mb_path_basename(b->path, b->plen, &bn), 0};
+  name_ref ra = {mb_path_basename(a->path, a->plen, &an), 0, 0},
+           rb = {mb_path_basename(b->path, b->plen, &bn), 0, 0};
   ra.len = an, rb.len = bn;
   return cmp_names(&ra, &rb);
 }
@@ -258,11 +259,15 @@ static int state_ls(lua_State *L)
       continue;
     }
     size_t nlen = (size_t)(slash - name);
-    dirs[nd++] = (name_ref){name, nlen};
-    /* Skip the whole subdirectory: everything below it sorts before "<dir>0". */
+    /* The whole subdirectory (everything below it sorts before "<dir>0") in one step; an implied
+     * directory was modified when the newest file below it was. */
     size_t sub_end;
     mb_store_below(&st->store, c->path, base + nlen, &sub_end);
-    i = sub_end > i ? sub_end : i + 1;
+    if (sub_end <= i) sub_end = i + 1;
+    int64_t newest = 0;
+    for (; i < sub_end; i++)
+      if (order[i]->mtime_us > newest) newest = order[i]->mtime_us;
+    dirs[nd++] = (name_ref){name, nlen, newest};
   }
   qsort(dirs, nd, sizeof *dirs, cmp_names);
   qsort(files, nf, sizeof *files, cmp_basenames);
@@ -272,7 +277,8 @@ static int state_ls(lua_State *L)
     if (!mb_buf_add(dp, p->data, p->len == 1 ? 0 : p->len) || !mb_buf_add(dp, "/", 1) ||
         !mb_buf_add(dp, dirs[k].name, dirs[k].len))
       return mb_fail(L, MB_ENOMEM, "ls %s: out of memory", p->data);
-    mb_lpush_fileinfo(L, dirs[k].name, dirs[k].len, dp->data, dp->len, true, -1, -1, 0);
+    mb_lpush_fileinfo(L, dirs[k].name, dirs[k].len, dp->data, dp->len, true, -1,
+                      dirs[k].mtime_us / 1000000, (long)(dirs[k].mtime_us % 1000000) * 1000);
     lua_rawseti(L, -3, (lua_Integer)k + 1);
     lua_pop(L, 1);
   }
