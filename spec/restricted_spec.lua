@@ -153,6 +153,57 @@ describe("moonbox.restricted", function()
       assert.are.same({ true, 1 }, { st:call("ok") })
     end)
 
+    it("returns at once from a rep of nothing, however many times", function()
+      assert.equal("", st:run([[return (""):rep(math.maxinteger)]]))
+      assert.equal("--", st:run([[return (""):rep(3, "-")]]))
+      assert.equal("ab,ab,ab", st:run([[return ("ab"):rep(3, ",")]]))
+      assert.equal("q", st:run([[return ("q"):rep(1, "-")]]))
+    end)
+
+    it("stops a table.move over a huge range", function()
+      fails("TIMEOUT", [[table.move({}, 1, 1e15, 2)]])
+      assert.equal("2,3,4,4,5", st:run([[return table.concat(table.move({ 1, 2, 3, 4, 5 }, 2, 4, 1), ",")]]))
+      assert.equal("1,2,1,2,3", st:run([[return table.concat(table.move({ 1, 2, 3 }, 1, 3, 3), ",")]]))
+      assert.equal("1,2,9", st:run([[return table.concat(table.move({ 1, 2 }, 1, 2, 1, { 9, 9, 9 }), ",")]]))
+    end)
+
+    it("finishes every library function on hostile arguments (no unbounded loop in C)", function()
+      local list = st:run([[
+        local t = {}
+        for _, lib in ipairs({ "string", "table", "math", "utf8" }) do
+          for k, v in pairs(_G[lib]) do if type(v) == "function" then t[#t + 1] = lib .. "." .. k end end
+        end
+        for _, k in ipairs({ "assert", "ipairs", "next", "pairs", "select", "tonumber", "tostring", "type" }) do
+          t[#t + 1] = k
+        end
+        table.sort(t)
+        return t]])
+      assert.is_true(#list > 60)
+      local sweep = [==[
+        local f = assert(load_target())
+        local BIG = { math.maxinteger, math.mininteger, 1e15, -1e15, 2^31, -2^31, 0, -1, 1e308, 0/0 }
+        for _, a in ipairs({ "", "x", ("ab"):rep(1000), {}, { 1, 2, 3 }, true, 1.5 }) do
+          for _, n in ipairs(BIG) do
+            pcall(f, a, n); pcall(f, a, 1, n); pcall(f, a, n, n); pcall(f, a, 1, n, 2)
+            pcall(f, a, n, "-"); pcall(f, a, a, n); pcall(f, n, a); pcall(f, a, 1, n, 2, {})
+            pcall(f, "%d", n); pcall(f, a, "(.-)(.-)(.-)b", n)
+          end
+        end
+        return "ok"]==]
+      for _, name in ipairs(list) do
+        local probe = restricted.new{ timeout = 0.2 }
+        local lib, fname = name:match("^(%w+)%.(%w+)$")
+        local getter = lib and string.format("function load_target() return %s[%q] end", lib, fname)
+          or string.format("function load_target() return %s end", name)
+        probe:run(getter)
+        local t0 = monotonic()
+        local r, msg, code = probe:run(sweep, "=sweep " .. name)
+        probe:close()
+        assert.is_true(r == "ok" or code == "TIMEOUT", name .. ": " .. tostring(msg))
+        assert.is_true(monotonic() - t0 < 3, name .. " took too long")
+      end
+    end)
+
     it("honours the timeout option", function()
       local slow = restricted.new{ timeout = 0.2 }
       local t0 = monotonic()

@@ -59,4 +59,8 @@ int rs_open_env(lua_State *R);
 /* Installs the budgeted find/match/gmatch/gsub into the string table on top of R's stack. */
 void rs_open_match(lua_State *R);
 
+/* string.rep and table.move whose running time the caps bound (rs_lib.c). */
+int rs_rep(lua_State *L);
+int rs_move(lua_State *L);
+
 #endif

@@ -114,6 +114,11 @@ int rs_open_env(lua_State *R)
       lua_pushnil(R);
       lua_setfield(R, -2, "dump");
       rs_open_match(R);
+      lua_pushcfunction(R, rs_rep);
+      lua_setfield(R, -2, "rep");
+    } else if (libs[i].open == luaopen_table) {
+      lua_pushcfunction(R, rs_move);
+      lua_setfield(R, -2, "move");
     }
     lua_setfield(R, env, libs[i].name);
   }
