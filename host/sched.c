@@ -1,9 +1,11 @@
 /* sched.c: tasks, the only place that calls lua_resume (see scheduler.h for the waiting protocol).
  *
- * A task is a userdata "moonbox.task.Task" whose user value is its coroutine. While unfinished
- * it is anchored in the registry (one luaL_ref, released when it finishes), so a task nobody
- * holds still runs to the end. Finished tasks keep their results (or error value) on their dead
- * coroutine's stack for join. The scheduler state is a userdata anchored in the registry
+ * A task is a userdata "moonbox.task.Task" whose user values are its coroutine and, once it
+ * failed, its error value. While unfinished it is anchored in the registry (one luaL_ref,
+ * released when it finishes), so a task nobody holds still runs to the end. A finished task keeps
+ * its results on its dead coroutine's stack for join; a failed or cancelled one is closed
+ * (lua_resetthread) so its <close> variables run. The scheduler state is a userdata anchored in the
+ * registry
  * ("moonbox.sched"), created after the loop so Lua finalizes it first.
  *
  * A task is resumed from a deferred loop callback (mb_defer), never from inside another task's
@@ -167,6 +169,27 @@ static void cancel_suspended(sched *s, mb_task *t)
   finish(s, t, T_CANCELLED);
 }
 
+/* A coroutine that stopped on an error keeps its to-be-closed variables open (the stack is
+ * left for tracebacks): keep the error value in the task's second user value for join, then
+ * close the coroutine so <close> handlers run, as they would after a pcall. */
+static void close_after_error(sched *s, mb_task *t, int keep_error)
+{
+  lua_State *A = s->aux;
+  int top = lua_gettop(A);
+  if (keep_error) {
+    lua_rawgeti(A, LUA_REGISTRYINDEX, t->anchor);
+    lua_pushvalue(t->co, -1);
+    lua_xmove(t->co, A, 1);
+    lua_setiuservalue(A, -2, 2);
+  }
+  lua_settop(A, top);
+  mb_task *prev = s->running;
+  s->running = NULL; /* its handlers run outside any task: their waits block */
+  lua_resetthread(t->co);
+  s->running = prev;
+  lua_settop(t->co, 0);
+}
+
 /* ---- resuming ------------------------------------------------------------------------------ */
 
 static void task_resume(mb_loop *loop, mb_defer *d)
@@ -208,10 +231,11 @@ static void task_resume(mb_loop *loop, mb_defer *d)
     t->nres = nres;
     finish(s, t, T_DONE);
   } else if (t->cancel_requested) {
-    lua_settop(t->co, 0);
+    close_after_error(s, t, 0);
     finish(s, t, T_CANCELLED);
   } else {
     record_error(s, t);
+    close_after_error(s, t, 1);
     finish(s, t, T_FAILED);
   }
 }
@@ -409,7 +433,7 @@ mb_task *mb_task_spawn(lua_State *L, int nargs, int report)
   mb_loop *loop = mb_loop_get(L);
   sched *s = sched_get(L, loop);
   ensure_class(L);
-  mb_task *t = lua_newuserdatauv(L, sizeof *t, 1);
+  mb_task *t = lua_newuserdatauv(L, sizeof *t, 2); /* 1: the coroutine, 2: its error */
   memset(t, 0, sizeof *t);
   t->anchor = LUA_NOREF;
   luaL_setmetatable(L, TASK_MT);
@@ -439,8 +463,7 @@ static int join_results(lua_State *L, mb_task *t)
     return t->nres;
   }
   if (t->state == T_FAILED) {
-    lua_pushvalue(t->co, -1);
-    lua_xmove(t->co, L, 1);
+    lua_getiuservalue(L, 1, 2);
     return lua_error(L);
   }
   return luaL_error(L, cancelled_msg);

@@ -15,7 +15,8 @@
  * scheduler resumed and lua_isyieldable) it yields with lua_yieldk; the scheduler resumes the
  * task when mb_wait_done is called, and Lua runs k. Anywhere else (stock lua5.4, a plain
  * coroutine, a metamethod, a __close handler) it blocks: it runs the loop (so other tasks keep
- * going) until the wait is done, then calls k itself.
+ * going) until the wait is done, then calls k itself. Blocking waits nest on the C stack: one
+ * returns only after every wait that blocked while it ran (last in, first out).
  *
  * Cancelling a task (task:cancel(), or the host shutting down after its main task failed) calls
  * the pending wait's cancel hook once, if the operation is not done yet: the hook must stop the
@@ -24,7 +25,10 @@
  * userdata becomes garbage. A task blocked in a non-yieldable context is cancelled by making its
  * mb_await raise "task cancelled".
  *
- * lua_resume is called only in sched.c. */
+ * The smallest complete example is moonbox.sleep (modules/task/task.c); Process:wait in
+ * modules/proc/proc.c is a full one (cancel hook, __gc, results built in the continuation);
+ * mb_await_work below runs CPU-heavy work on the worker pool. lua_resume is called only in sched.c.
+ */
 #ifndef MOONBOX_SCHEDULER_H
 #define MOONBOX_SCHEDULER_H
 

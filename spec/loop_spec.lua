@@ -132,6 +132,48 @@ describe("moonbox tasks", function()
     assert.is_false(t:cancel()) -- already finished
   end)
 
+  it("runs <close> variables of a task that fails, and still re-raises its error", function()
+    local closed = false
+    local t = moonbox.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function() closed = true end })
+      moonbox.sleep(0)
+      error("fails with a resource open")
+    end)
+    local ok, err = pcall(t.join, t)
+    assert.is_false(ok)
+    assert.matches("fails with a resource open", err)
+    assert.is_true(closed)
+    assert.matches("stack traceback", t:traceback())
+  end)
+
+  it("cancels a task blocked where it cannot yield (a sort comparator)", function()
+    -- Outside a task the test's own sleep would be below the comparator's on the C stack (waits
+    -- that block complete last-in first-out), so this needs the host's main task.
+    if not moonbox.in_task() then
+      pending("needs the host: run inside moonbox")
+      return
+    end
+    local closed = false
+    local t = moonbox.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function() closed = true end })
+      table.sort({ 2, 1 }, function(a, b)
+        moonbox.sleep(30) -- not yieldable here: blocks, running the loop
+        return a < b
+      end)
+      return "sorted"
+    end)
+    moonbox.sleep(0.02)
+    assert.equal("running", t:status())
+    local t0 = moonbox.now()
+    assert.is_true(t:cancel())
+    local ok, err = pcall(t.join, t)
+    assert.is_false(ok)
+    assert.matches("task cancelled", err)
+    assert.equal("cancelled", t:status())
+    assert.is_true(closed)
+    assert.is_true(moonbox.now() - t0 < 1)
+  end)
+
   it("cancels a task that has not started yet", function()
     local ran = false
     local t = moonbox.spawn(function() ran = true end)
