@@ -194,19 +194,33 @@ describe("shellsplit", function()
   end)
 
   it("stays linear on hostile input", function()
-    local t0 = os.clock()
-    split.analyze(("$("):rep(8000))
-    split.analyze(("`"):rep(8001))
-    split.analyze(("'a' \"b\" "):rep(8000))
-    split.analyze(("a;"):rep(8000))
-    split.analyze(("\\"):rep(20001))
-    split.analyze(("${"):rep(8000))
-    split.analyze(("$(("):rep(8000))
-    split.analyze(("cat <<E\n"):rep(5000))
-    split.analyze(("sh -c "):rep(5000) .. "x")
-    -- the bound scales when spec/support/luacov.lua counts lines (a hook call per line)
-    local budget = 2 * require("spec.support.luacov").time_factor()
-    assert.is_true(os.clock() - t0 < budget, "took " .. (os.clock() - t0))
+    -- each input at n and 8n: a linear splitter takes about 8x as long, a quadratic one 64x
+    -- (a ratio, so line hooks such as luacov's or a busy machine do not fail it)
+    local inputs = {
+      function(n) return ("$("):rep(n) end,
+      function(n) return ("`"):rep(n + 1) end,
+      function(n) return ("'a' \"b\" "):rep(n) end,
+      function(n) return ("a;"):rep(n) end,
+      function(n) return ("\\"):rep(2 * n + 1) end,
+      function(n) return ("${"):rep(n) end,
+      function(n) return ("$(("):rep(n) end,
+      function(n) return ("cat <<E\n"):rep(n) end,
+      function(n) return ("sh -c "):rep(n) .. "x" end,
+      function(n) return "a=" .. ("x"):rep(n) .. "; " .. ("$a "):rep(n) end,
+    }
+    local function cost(make, n)
+      local text = make(n)
+      local t0 = os.clock()
+      split.analyze(text)
+      return os.clock() - t0
+    end
+    local factor = require("spec.support.luacov").time_factor() -- line hooks slow Lua down
+    for k, make in ipairs(inputs) do
+      local small = cost(make, 250) + cost(make, 250)
+      local big = cost(make, 2000) + cost(make, 2000)
+      assert.is_true(big < 0.05 * factor or big / math.max(small, 1e-4) < 24,
+        string.format("input %d: %.4fs at 250, %.4fs at 2000", k, small / 2, big / 2))
+    end
   end)
 
   it("raises on a non-string", function()
