@@ -20,10 +20,13 @@ typedef struct mb_http_multi mb_http_multi;
 
 typedef struct mb_http_xfer {
   CURL *easy;
-  mb_wait wait;    /* done at completion (or earlier, by the owner's own callbacks) */
-  CURLcode result; /* valid once finished */
-  int finished;    /* the transfer is over (result set) */
-  int active;      /* added to the multi */
+  mb_wait wait;       /* done at completion (or earlier, by the owner's own callbacks) */
+  CURLcode result;    /* valid once finished */
+  int finished;       /* the transfer is over (result set) */
+  curl_socket_t sock; /* the connection's socket when it finished (CONNECT_ONLY transfers) */
+  int keep_attached;  /* CONNECT_ONLY: stay in the multi after finishing (curl_easy_send/recv
+                         need the connection; mb_http_stop detaches it) */
+  int active;         /* added to the multi */
   mb_http_multi *multi;
   struct mb_http_xfer *prev, *next; /* the multi's list of attached transfers */
 } mb_http_xfer;

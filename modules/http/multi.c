@@ -65,6 +65,17 @@ static void check_finished(mb_http_multi *m)
     mb_http_xfer *x = NULL;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
     CURLcode rc = msg->data.result;
+    if (x) { /* CONNECT_ONLY users (websocket) need the socket the transfer ended on */
+      curl_socket_t s = CURL_SOCKET_BAD;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_ACTIVESOCKET, &s);
+      x->sock = s;
+    }
+    if (x && x->keep_attached) { /* its connection lives on in the multi until mb_http_stop */
+      x->finished = 1;
+      x->result = rc;
+      mb_wait_done(m->loop, &x->wait);
+      continue;
+    }
     curl_multi_remove_handle(m->multi, msg->easy_handle);
     if (x) {
       xfer_unlink(m, x);

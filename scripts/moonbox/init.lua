@@ -33,6 +33,7 @@ local registry = {
   -- HTTP on the loop (modules/http)
   http = { "moonbox.http" },
   json = { "moonbox.json" },
+  websocket = { "moonbox.websocket" },
   llm = { "moonbox.llm" }, -- providers: scripts/moonbox/llm/
   agent = { "moonbox.agent", "new" },
   runtimes = { "moonbox.runtimes" },
