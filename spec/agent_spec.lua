@@ -165,14 +165,26 @@ describe("moonbox.agent", function()
       arguments = { command = "sleep 30 & echo $! > pid; wait", timeout = 60 } } } } }
     local agent = new_agent { toolset = tools }
     local t = moonbox.spawn(function() return agent:run("sleep") end)
-    local deadline = moonbox.now() + 5
-    while not read_file(root .. "/pid") and moonbox.now() < deadline do moonbox.sleep(0.02) end
-    local pid = assert(tonumber(read_file(root .. "/pid")))
+    -- whatever happens below, leave no task behind
+    local guard <close> = setmetatable({}, { __close = function()
+      if t:status() ~= "done" and t:status() ~= "failed" then t:cancel() end
+      sb:stop()
+      os.execute("rm -rf " .. root)
+    end })
+    local _ = guard
+    local pid
+    local deadline = moonbox.now() + 20
+    repeat
+      pid = tonumber(read_file(root .. "/pid") or "")
+      if not pid then moonbox.sleep(0.02) end
+    until pid or moonbox.now() > deadline
+    assert.truthy(pid, "the command did not start")
     assert.is_true(t:cancel())
-    moonbox.sleep(0.3)
+    deadline = moonbox.now() + 5
+    while os.execute("kill -0 " .. pid .. " 2>/dev/null") == true and moonbox.now() < deadline do
+      moonbox.sleep(0.05)
+    end
     assert.is_false(os.execute("kill -0 " .. pid .. " 2>/dev/null") == true)
-    sb:stop()
-    os.execute("rm -rf " .. root)
   end)
 
   it("raises on misuse", function()
