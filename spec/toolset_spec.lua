@@ -99,6 +99,29 @@ describe("console_toolset definitions", function()
     assert.equal("ask", toolset.operation_default({}, "read"))
   end)
 
+  it("marks the tools that need approval, from the flags or from the ruleset", function()
+    local function approvals(ts)
+      local out = {}
+      for _, d in ipairs(ts:definitions()) do
+        if d.requires_approval then out[#out + 1] = d.name end
+        assert.equal(d.requires_approval, ts:requires_approval(d.name))
+      end
+      return table.concat(out, ",")
+    end
+    assert.equal("execute,run_in_background,kill_shell", approvals(new { backend = b }))
+    assert.equal("write_file,edit_file,execute,run_in_background,kill_shell",
+      approvals(new { backend = b, require_write_approval = true }))
+    assert.equal("write_file,hashline_edit", approvals(new { backend = b, edit_format = "hashline",
+      require_write_approval = true, require_execute_approval = false }))
+    assert.equal("write_file,edit_file,execute,run_in_background,kill_shell",
+      approvals(new { backend = b, permissions = { default = "ask" } }))
+    assert.equal("", approvals(new { backend = b, permissions = { default = "allow" } }))
+    assert.equal("execute,run_in_background,kill_shell",
+      approvals(new { backend = b, permissions = { default = "allow", execute = { default = "ask" } } }))
+    assert.is_false(new({ backend = b }):requires_approval("read_file"))
+    assert.is_false(new({ backend = b }):requires_approval("nope"))
+  end)
+
   it("gives JSON Schemas valid under draft 2020-12 and usable by OpenAI, Anthropic and MCP", function()
     local cjson = require "cjson"
     for _, fmt in ipairs({ "str_replace", "hashline" }) do

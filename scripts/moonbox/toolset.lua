@@ -245,8 +245,12 @@ local OPTION_TYPES = {
   permissions = "table", ask = "function", ask_fallback = "string", image_support = "boolean",
   max_image_bytes = "number", document_support = "boolean", max_document_bytes = "number",
   descriptions = "table", profile = "string", hash_len = "number", default_ignore_hidden = "boolean",
-  on_error = "function",
+  on_error = "function", require_write_approval = "boolean", require_execute_approval = "boolean",
 }
+
+-- Tools a host may want a human to approve before they run (the reference's requires_approval).
+local APPROVAL_KIND = { write_file = "write", edit_file = "write", hashline_edit = "write", execute = "execute",
+  run_in_background = "execute", kill_shell = "execute" }
 
 local function check_options(opts)
   if type(opts) ~= "table" then error("console_toolset: options must be a table", 3) end
@@ -356,7 +360,27 @@ function M.new(opts)
   self.names = tool_names(opts)
   self.offered = {}
   for _, n in ipairs(self.names) do self.offered[n] = true end
+  -- Approval: with a ruleset, a tool needs it when its operation's default is "ask"; without
+  -- one, the two flags decide (writes off, shell on by default, as the reference).
+  self.approval = {}
+  for _, n in ipairs(self.names) do
+    local kind = APPROVAL_KIND[n]
+    if kind and opts.permissions then
+      self.approval[n] = M.operation_default(opts.permissions, M.TOOL_OPERATIONS[n]) == "ask"
+    elseif kind == "write" then
+      self.approval[n] = opts.require_write_approval == true
+    elseif kind == "execute" then
+      self.approval[n] = opts.require_execute_approval ~= false
+    else
+      self.approval[n] = false
+    end
+  end
   return self
+end
+
+-- Whether a host should ask a human before running this tool (definitions carry it too).
+function Toolset:requires_approval(name)
+  return self.approval[name] == true
 end
 
 function Toolset:system_prompt()
@@ -394,8 +418,9 @@ function Toolset:_params(name)
   return params
 end
 
--- { {name, description, parameters}, ... } in a stable order; parameters is a JSON Schema
--- object accepted as-is by OpenAI function calling, Anthropic tool use and MCP tools/list.
+-- { {name, description, parameters, requires_approval}, ... } in a stable order; parameters is
+-- a JSON Schema object accepted as-is by OpenAI function calling, Anthropic tool use and MCP
+-- tools/list.
 function Toolset:definitions()
   local defs = {}
   for _, name in ipairs(self.names) do
@@ -411,7 +436,8 @@ function Toolset:definitions()
     end
     local schema = { type = "object", properties = properties, additionalProperties = false }
     if #required > 0 then schema.required = required end
-    defs[#defs + 1] = { name = name, description = description, parameters = schema }
+    defs[#defs + 1] = { name = name, description = description, parameters = schema,
+      requires_approval = self.approval[name] }
   end
   return defs
 end
