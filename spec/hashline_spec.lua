@@ -311,42 +311,59 @@ describe("hashline chained edits", function()
     if #m.lines == 0 then return "" end
     return table.concat(m.lines, m.eol) .. (m.trailing and m.eol or "")
   end
+  local function model_format(m, offset, limit)
+    local out = {}
+    for i = offset + 1, math.min(#m.lines, offset + limit) do out[#out + 1] = ("%d:%s|%s"):format(i, H(m.lines[i]),
+      m.lines[i]) end
+    local text = table.concat(out, "\n")
+    local rest = #m.lines - (offset + limit)
+    if rest > 0 then text = text .. ("\n\n... (%d more lines)"):format(rest) end
+    return text
+  end
 
   for _, shape in ipairs({ { "\n", true }, { "\n", false }, { "\r\n", true }, { "\r\n", false } }) do
     local eol, trailing = shape[1], shape[2]
-    it(("match a model over 400 random edits (%q, final newline %s)"):format(eol, tostring(trailing)), function()
-      local seed = 7
-      local function rand(n)
-        seed = (seed * 1103515245 + 12345) % 2147483648
-        return seed % n + 1
-      end
-      local m = { lines = {}, eol = eol, trailing = trailing }
-      for i = 1, 40 do m.lines[i] = ("line %d %s"):format(i, ("x"):rep(i % 7)) end
-      local cur = model_text(m)
-      for step = 1, 400 do
-        local n = #m.lines
-        local s = rand(n)
-        local e = { start_line = s, start_hash = H(m.lines[s]) }
-        local kind = rand(4)
-        if kind == 1 then
-          e.insert_after, e.new_content = true, ("ins %d\nins %d b"):format(step, step)
-        elseif kind == 2 and n > 2 then
-          e.end_line = math.min(n, s + rand(3) - 1)
-          if e.end_line - s + 1 >= n then e.end_line = s end
-          e.end_hash, e.new_content = H(m.lines[e.end_line]), ""
-        elseif kind == 3 then
-          e.new_content = ("rep %d"):format(step)
-        else
-          e.end_line = math.min(n, s + 1)
-          e.new_content = ("two %d\nthree %d\n"):format(step, step)
+    for _, first_seed in ipairs({ 7, 1234, 99991 }) do
+      it(("match a model over 400 random edits (%q, final newline %s, seed %d)"):format(eol, tostring(trailing),
+        first_seed), function()
+        local seed = first_seed
+        local function rand(n)
+          seed = (seed * 1103515245 + 12345) % 2147483648
+          return seed % n + 1
         end
-        local new, summary = hashline.apply(cur, e)
-        assert(new, summary)
-        model_apply(m, e)
-        assert.equal(model_text(m), new)
-        cur = new
-      end
-    end)
+        local m = { lines = {}, eol = eol, trailing = trailing }
+        for i = 1, 40 do m.lines[i] = ("line %d %s"):format(i, ("x"):rep(i % 7)) end
+        local cur = model_text(m)
+        for step = 1, 400 do
+          local n = #m.lines
+          local s = rand(n)
+          -- read around the line first (as a model does): exercises the position and count memory
+          local offset = rand(n) - 1
+          assert.equal(model_format(m, offset, 3), hashline.format(cur, offset, 3))
+          assert.equal(model_format(m, s - 1, 2), hashline.format(cur, s - 1, 2))
+          local e = { start_line = s, start_hash = H(m.lines[s]) }
+          local kind = rand(4)
+          if kind == 1 then
+            e.insert_after, e.new_content = true, ("ins %d\nins %d b"):format(step, step)
+          elseif kind == 2 and n > 2 then
+            e.end_line = math.min(n, s + rand(3) - 1)
+            -- keep two lines: a lone unterminated line carries no line ending to copy
+            if n - (e.end_line - s + 1) < 2 then e.end_line = s end
+            e.end_hash, e.new_content = H(m.lines[e.end_line]), ""
+          elseif kind == 3 then
+            e.new_content = ("rep %d"):format(step)
+          else
+            e.end_line = math.min(n, s + 1)
+            e.new_content = ("two %d\nthree %d\n"):format(step, step)
+          end
+          local new, summary = hashline.apply(cur, e)
+          assert(new, summary)
+          model_apply(m, e)
+          assert.equal(model_text(m), new)
+          cur = new
+        end
+      end)
+    end
   end
 
   it("gives the same result for the last result and for an equal string that is another object", function()

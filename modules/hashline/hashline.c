@@ -39,6 +39,9 @@ typedef struct {
   size_t cap, len;
   char *mid; /* the new lines of a chained edit */
   size_t midcap;
+  /* Known facts about the last result, so a read and an edit of it do not rescan the file:
+   * line hint_line starts at byte hint_off (0: none), and it has `total` lines (0: unknown). */
+  size_t hint_line, hint_off, total;
 } hasher_box;
 
 #define HL_KEEP_SCRATCH (8u << 20) /* larger scratch buffers are released after use */
@@ -76,6 +79,8 @@ typedef struct {
 /* Drops the last-result reference: `out` is about to change. Cannot raise. */
 static void forget_last(lua_State *L)
 {
+  hasher_box *box = get_box(L);
+  box->hint_line = box->hint_off = box->total = 0;
   lua_pushnil(L);
   lua_setiuservalue(L, lua_upvalueindex(1), 1);
 }
@@ -120,7 +125,7 @@ static void out_add(out_t *o, const char *s, size_t n)
 
 /* Pushes the result (box->out, len bytes) and remembers it for the next chained edit, unless
  * the buffer is oversized: then it is released instead. */
-static void out_push(lua_State *L, size_t len)
+static int out_push(lua_State *L, size_t len)
 {
   hasher_box *box = get_box(L);
   lua_pushlstring(L, box->out, len);
@@ -129,10 +134,11 @@ static void out_push(lua_State *L, size_t len)
     free(box->out);
     box->out = NULL;
     box->cap = box->len = 0;
-    return;
+    return 0;
   }
   lua_pushvalue(L, -1);
   lua_setiuservalue(L, lua_upvalueindex(1), 1);
+  return 1;
 }
 
 static int opt_len(lua_State *L, int arg)
@@ -186,6 +192,24 @@ static size_t locate(const char *s, size_t n, size_t from_off, size_t from, size
   return off == n ? HL_NOT_FOUND : off; /* the piece after a trailing '\n' is not a line */
 }
 
+/* locate() from line 1, starting from the hint when s is the last result; records the line it
+ * found as the next hint. */
+static size_t locate_start(lua_State *L, const char *s, size_t n, size_t target, int last)
+{
+  hasher_box *box = get_box(L);
+  size_t off;
+  if (last && box->hint_line && target >= box->hint_line) {
+    off = locate(s, n, box->hint_off, box->hint_line, target);
+  } else {
+    off = locate(s, n, 0, 1, target);
+  }
+  if (last && off != HL_NOT_FOUND) {
+    box->hint_line = target;
+    box->hint_off = off;
+  }
+  return off;
+}
+
 static int hashline_format(lua_State *L)
 {
   size_t n;
@@ -195,7 +219,8 @@ static int hashline_format(lua_State *L)
   int digits = opt_len(L, 4);
   luaL_argcheck(L, offset >= 0, 2, "offset must be >= 0");
   luaL_argcheck(L, limit >= 1, 3, "limit must be >= 1");
-  size_t pos = locate(s, n, 0, 1, (size_t)offset + 1);
+  int last = is_last(L, s, n);
+  size_t pos = locate_start(L, s, n, (size_t)offset + 1, last);
   if (pos == HL_NOT_FOUND) {
     return mb_fail(L, "INVALID", "Offset %d exceeds file length (%d lines)",
                    offset > INT_MAX ? INT_MAX : (int)offset, (int)hl_total_lines(s, n));
@@ -216,8 +241,15 @@ static int hashline_format(lua_State *L)
     shown++;
   }
   if (pos < n) {
-    int k = snprintf(prefix, sizeof prefix, "\n\n... (%zu more lines)",
-                     hl_total_lines(s + pos, n - pos));
+    hasher_box *box = get_box(L);
+    size_t before = (size_t)(offset + shown), rest;
+    if (last && box->total > before) {
+      rest = box->total - before;
+    } else {
+      rest = hl_total_lines(s + pos, n - pos);
+      if (last) box->total = before + rest;
+    }
+    int k = snprintf(prefix, sizeof prefix, "\n\n... (%zu more lines)", rest);
     luaL_addlstring(&b, prefix, (size_t)k);
   }
   luaL_pushresult(&b);
@@ -229,8 +261,9 @@ typedef struct {
   size_t start, end; /* 1-based lines the edit touches (insert: its anchor line) */
   size_t p, q;
   const char *text;
-  size_t textlen; /* new_content without one trailing '\n' */
-  size_t nnew;    /* new line count (0: delete) */
+  size_t textlen;  /* new_content without one trailing '\n' */
+  size_t nnew;     /* new line count (0: delete) */
+  size_t line_off; /* where line `start` begins (the same in the result, the prefix being kept) */
   int insert, crlf, lead_term, index;
 } span_t;
 
@@ -298,7 +331,7 @@ static int hash_matches(lua_State *L, const char *s, const line_t *ln, const cha
 
 /* Validates the edit table at idx against the original (reference order) into *sp. */
 static int resolve(lua_State *L, const char *s, size_t n, int idx, const char *where, int digits,
-                   span_t *sp, edit_err *err)
+                   int chained, span_t *sp, edit_err *err)
 {
   int has_start, has_end, has_ehash, insert = 0;
   size_t start = int_field(L, idx, where, "start_line", 1, &has_start);
@@ -314,7 +347,7 @@ static int resolve(lua_State *L, const char *s, size_t n, int idx, const char *w
   }
   if (field(L, idx, where, "insert_after", LUA_TBOOLEAN, 0)) insert = lua_toboolean(L, -1);
 
-  size_t p = start >= 1 ? locate(s, n, 0, 1, start) : HL_NOT_FOUND;
+  size_t p = start >= 1 ? locate_start(L, s, n, start, chained) : HL_NOT_FOUND;
   if (p == HL_NOT_FOUND) {
     return fail_edit(err, "INVALID", "Line %zu out of range (file has %zu lines)", start,
                      hl_total_lines(s, n));
@@ -374,6 +407,7 @@ static int resolve(lua_State *L, const char *s, size_t n, int idx, const char *w
     sp->crlf = first.off >= 2 && s[first.off - 2] == '\r';
   }
   sp->lead_term = insert && !first.terminated;
+  sp->line_off = first.off;
   sp->p = insert ? first.next : first.off;
   sp->q = insert ? first.next : last.next;
   return 0;
@@ -442,13 +476,17 @@ static int hashline_apply(lua_State *L)
   int digits = opt_len(L, 3);
   span_t sp;
   edit_err err;
-  if (resolve(L, s, n, 2, "edit", digits, &sp, &err) != 0)
+  int last = is_last(L, s, n);
+  if (resolve(L, s, n, 2, "edit", digits, last, &sp, &err) != 0)
     return mb_fail(L, err.code, "%s", err.msg);
   int trailing = n > 0 && s[n - 1] == '\n';
   size_t midmax = sp.textlen + 2 * sp.nnew + 4;
-  if (is_last(L, s, n)) {
+  hasher_box *box = get_box(L);
+  size_t removed = sp.insert ? 0 : sp.end - sp.start + 1;
+  size_t total = (last && box->total) ? box->total + sp.nnew - removed : 0;
+  int remembered;
+  if (last) {
     /* box->out holds s: build the new lines aside, move the tail, drop them in. */
-    hasher_box *box = get_box(L);
     grow(L, &box->mid, &box->midcap, midmax);
     out_t m = {box->mid, 0};
     emit_lines(&m, &sp, sp.q == n, trailing);
@@ -458,12 +496,20 @@ static int hashline_apply(lua_State *L)
     grow(L, &box->out, &box->cap, len);
     memmove(box->out + pre + m.len, box->out + sp.q, n - sp.q);
     memcpy(box->out + pre, m.p, m.len);
-    out_push(L, len);
+    remembered = out_push(L, len);
   } else {
     out_t b = scratch(L, n - (sp.q - sp.p) + midmax);
     emit(&b, s, n, 0, &sp, trailing);
     out_add(&b, s + sp.q, n - sp.q);
-    out_push(L, b.len);
+    remembered = out_push(L, b.len);
+  }
+  if (remembered) {
+    /* Line `start` still begins where it did, unless the edit deleted the file's last lines. */
+    if (sp.insert || sp.nnew > 0 || sp.q < n) {
+      box->hint_line = sp.start;
+      box->hint_off = sp.line_off;
+    }
+    box->total = box->len == 0 ? 1 : total;
   }
   push_summary(L, &sp);
   return 2;
@@ -494,7 +540,7 @@ static int hashline_apply_many(lua_State *L)
       return luaL_error(L, "hashline: %s must be a table (got %s)", where, luaL_typename(L, -1));
     }
     edit_err err;
-    if (resolve(L, s, n, lua_gettop(L), where, digits, &spans[i], &err) != 0) {
+    if (resolve(L, s, n, lua_gettop(L), where, digits, 0, &spans[i], &err) != 0) {
       return mb_fail(L, err.code, "edit %d: %s", (int)(i + 1), err.msg);
     }
     spans[i].index = (int)(i + 1);
