@@ -127,6 +127,14 @@ describe("moonbox.guard over a backend", function()
     assert.same({ "/a.txt" }, paths(g:grep("needle", { path = "/" })))
   end)
 
+  it("drops files denied for read from a files() export", function()
+    local g = moonbox.guard(state(), P.DEFAULT)
+    local all = g:files()
+    assert.truthy(all["/src/main.c"])
+    assert.is_nil(all["/src/.env"])
+    assert.is_nil(moonbox.guard(lua_backend.new {}, P.DEFAULT).files)
+  end)
+
   it("passes exists and failures through unchanged", function()
     local g = moonbox.guard(state(), P.DEFAULT)
     assert.is_true(g:exists("/src/.env")) -- not filtered, as the reference

@@ -15,7 +15,8 @@
 -- files denied for grep or read, and refuses a search path denied for grep. execute and spawn
 -- check the command's rules (every simple command, see moonbox.permissions), then every word of
 -- the command (and the value of --flag=value or A=value) as a path against the read and write
--- deny rules; that second check is defence in depth, not a boundary. exists is not filtered.
+-- deny rules; that second check is defence in depth, not a boundary. files() (state_backend's
+-- export) drops files denied for read. exists is not filtered.
 -- Every other field or method is the backend's own, called on the backend.
 local perms = require "moonbox.permissions"
 local shellsplit = require "moonbox.shellsplit"
@@ -106,8 +107,7 @@ function Guard:_authorize_command(command)
   if action == "deny" then return perms._denied("execute", command, rule and rule.description) end
   local ok, msg, code = self:_command_paths(command)
   if not ok then return nil, msg, code end
-  if action == "ask" then return checker:authorize("execute", command) end
-  return true
+  return checker:_decide("execute", command, action, rule)
 end
 
 local function path_arg(method, path)
@@ -184,7 +184,20 @@ local function gated_command(method)
   end
 end
 
-local COMMAND_METHODS = { execute = gated_command("execute"), spawn = gated_command("spawn") }
+-- state_backend:files() exports every file with its content: drop what read rules deny.
+local function guarded_files(self, ...)
+  local all, msg, code = call(self, "files", ...)
+  if type(all) ~= "table" then return all, msg, code end
+  local out, checker = {}, self._checker
+  for path, entry in pairs(all) do
+    if type(path) ~= "string" or checker:check("read", path) ~= "deny" then out[path] = entry end
+  end
+  return out
+end
+
+local COMMAND_METHODS = {
+  execute = gated_command("execute"), spawn = gated_command("spawn"), files = guarded_files,
+}
 
 local MT = { __name = "moonbox.guard.Guard" }
 

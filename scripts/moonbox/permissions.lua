@@ -354,6 +354,11 @@ function Checker:authorize(op, target, reason)
   else
     action, rule = first_match(entry, target)
   end
+  return self:_decide(op, target, action, rule, reason)
+end
+
+-- authorize's second half, for callers that already hold check()'s answer (the guard).
+function Checker:_decide(op, target, action, rule, reason)
   if action == "allow" then return true end
   if action == "deny" then return denied(op, target, rule and rule.description) end
   if self.ask then
