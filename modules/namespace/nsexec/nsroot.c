@@ -3,7 +3,8 @@
  *
  * New root: a small tmpfs holding /etc (generated passwd, group, hosts, nsswitch.conf plus a few
  * read-only host files the dynamic linker and TLS need), /dev (null, zero, full, random, urandom
- * bound read-only so their host inodes cannot be chmod-ed; /dev/shm a tmpfs), a private /tmp
+ * bound read-only so their host inodes cannot be chmod-ed; /dev/shm a tmpfs; no /dev/tty, so a
+ * command can never reach the host's terminal), a private /tmp
  * tmpfs, /workspace (the workspace, read-write), the system directories /usr /bin /lib /lib64
  * /sbin read-only (symlinks reproduced as symlinks), the caller's extra read-only and writable
  * paths, and the host's /proc — only so that a command, as pid 1 of its own pid namespace, may
