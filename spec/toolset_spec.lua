@@ -149,6 +149,39 @@ describe("console_toolset definitions", function()
     end
   end)
 
+  it("accepts exactly the arguments its schemas accept", function()
+    local null = require("cjson").null
+    local ts = new { backend = b, edit_format = "hashline" }
+    local samples = {
+      { "ls", {} }, { "ls", { path = "/" } }, { "ls", { path = 1 } }, { "ls", { dir = "/" } },
+      { "read_file", { path = "/a", offset = 0, limit = 1 } }, { "read_file", { path = "/a", limit = 0 } },
+      { "read_file", { offset = 1 } }, { "read_file", { path = "/a", offset = 1.5 } },
+      { "read_file", { path = "/a", offset = 2.0 } }, { "read_file", { path = true } },
+      { "hashline_edit", { path = "/a", start_line = 1, start_hash = "ab", new_content = "" } },
+      { "hashline_edit", { path = "/a", start_line = 0, start_hash = "ab", new_content = "" } },
+      { "hashline_edit", { path = "/a", start_line = 1, start_hash = "ab" } },
+      { "hashline_edit", { path = "/a", start_line = 1, start_hash = "ab", new_content = "x", insert_after = 1 } },
+      { "hashline_edit", { path = "/a", start_line = 1, start_hash = "ab", new_content = "x", end_line = 2,
+        end_hash = "cd", insert_after = false } },
+      { "grep", { pattern = "x", output_mode = "count" } }, { "grep", { pattern = "x", output_mode = "all" } },
+      { "grep", { pattern = "x", ignore_case = "yes" } }, { "grep", { pattern = "x", glob_pattern = "*.c" } },
+      { "execute", { command = "x", timeout = 0 } }, { "execute", { command = "x", timeout = 30 } },
+      { "execute", { command = { "ls" } } }, { "list_shells", {} }, { "list_shells", { all = true } },
+      { "kill_shell", { shell_id = "bg_1" } }, { "kill_shell", { shell_id = 1 } },
+    }
+    local defs = {}
+    for _, d in ipairs(ts:definitions()) do defs[d.name] = d.parameters end
+    for _, c in ipairs(samples) do
+      local valid = schema.validate(defs[c[1]], c[2])
+      local out = ts:call(c[1], c[2])
+      local refused = out:find("^Error: Missing required argument") or out:find("^Error: Unknown argument")
+        or out:find("^Error: Argument '")
+      assert(valid == not refused, c[1] .. ": schema says " .. tostring(valid) .. ", call says " .. out)
+    end
+    -- null stands for an absent optional argument (models send it), never for a required one
+    assert.is_nil(ts:call("read_file", { path = "/a", offset = null }):find("^Error: Argument"))
+  end)
+
   it("declares the parameters and defaults of the reference", function()
     local defs = {}
     for _, d in ipairs(new({ backend = b }):definitions()) do defs[d.name] = d.parameters end
