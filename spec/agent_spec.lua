@@ -4,12 +4,7 @@ local moonbox = require "moonbox"
 local json = require "moonbox.json"
 local fake_llm = require "spec.support.fake_llm"
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. d))
-  return d
-end
+local function tmpdir() return (require("spec.support.tmpdir").make()) end
 
 local function read_file(path)
   local f = io.open(path, "rb")

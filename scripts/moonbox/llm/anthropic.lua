@@ -1,7 +1,6 @@
 -- moonbox.llm.anthropic: the Messages wire format (api.anthropic.com).
 local M = {}
 
-local http = require "moonbox.http"
 local json = require "moonbox.json"
 
 local API_VERSION = "2023-06-01"
@@ -174,32 +173,13 @@ function M.complete(p, opts)
   }
   if opts.system and opts.system ~= "" then body.system = opts.system end
   if opts.tools and #opts.tools > 0 then body.tools = M.encode_tools(opts.tools) end
-  local headers = { ["Content-Type"] = "application/json" }
-  for k, v in pairs(p.auth_headers()) do headers[k] = v end
-  for k, v in pairs(p.headers) do headers[k] = v end
-  local req = { url = p.base_url .. "/messages", method = "POST", headers = headers,
-    body = json.encode(body), timeout = p.timeout }
   if not stream then
-    local res, msg, code = p:_send(req)
+    local res, msg, code = p:_post("/messages", body)
     if not res then return nil, msg, code end
     return parse_whole(res.body)
   end
   local st = stream_state(opts.on_text)
-  local parse, errbody
-  req.on_chunk = function(data, s)
-    if s >= 300 then errbody[#errbody + 1] = data; return end
-    return parse(data)
-  end
-  local wrapped = setmetatable({
-    reset = function()
-      st.reset()
-      parse = http.sse(st.on_event)
-      errbody = {}
-    end,
-    error_body = function() return table.concat(errbody) end,
-  }, { __index = function(_, k) return st[k] end })
-  wrapped.reset()
-  local res, msg, code = p:_send(req, wrapped)
+  local res, msg, code = p:_post("/messages", body, st)
   if st.error then return nil, st.error, "PROTOCOL" end
   if not res then return nil, msg, code end
   if not st.done then return nil, "anthropic: the stream ended before message_stop", "UNAVAILABLE" end

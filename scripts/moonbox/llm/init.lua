@@ -29,6 +29,7 @@
 local M = {}
 
 local http = require "moonbox.http"
+local json = require "moonbox.json"
 local task = require "moonbox.task"
 
 local adapters = {
@@ -118,6 +119,32 @@ function Provider:_send(req, state)
     if state then state.reset() end
     task.sleep(wait)
   end
+end
+
+--- Posts `body` (a table) to base_url .. path with the provider's headers. With a stream state
+--- `st` ({reset(), on_event, shown, error}) the reply is read as Server-Sent Events into it.
+function Provider:_post(path, body, st)
+  local headers = { ["Content-Type"] = "application/json" }
+  for k, v in pairs(self.auth_headers()) do headers[k] = v end
+  for k, v in pairs(self.headers) do headers[k] = v end
+  local req = { url = self.base_url .. path, method = "POST", headers = headers, body = json.encode(body),
+    timeout = self.timeout }
+  if not st then return self:_send(req) end
+  local parse, errbody
+  req.on_chunk = function(data, status)
+    if status >= 300 then errbody[#errbody + 1] = data; return end
+    return parse(data)
+  end
+  local state = setmetatable({
+    reset = function()
+      st.reset()
+      parse = http.sse(st.on_event)
+      errbody = {}
+    end,
+    error_body = function() return table.concat(errbody) end,
+  }, { __index = st })
+  state.reset()
+  return self:_send(req, state)
 end
 
 function Provider:complete(opts)

@@ -2,7 +2,6 @@
 -- OpenAI-compatible server: Ollama, vLLM, llama.cpp server, LM Studio, OpenRouter).
 local M = {}
 
-local http = require "moonbox.http"
 local json = require "moonbox.json"
 
 function M.default_base_url(kind)
@@ -175,42 +174,15 @@ function M.complete(p, opts)
   if stream then body.stream_options = { include_usage = true } end
   local max_tokens = opts.max_tokens or p.max_tokens
   if max_tokens then body.max_tokens = max_tokens end
-  local headers = { ["Content-Type"] = "application/json" }
-  for k, v in pairs(p.auth_headers()) do headers[k] = v end
-  for k, v in pairs(p.headers) do headers[k] = v end
-  local req = { url = p.base_url .. "/chat/completions", method = "POST", headers = headers,
-    body = json.encode(body), timeout = p.timeout }
   if not stream then
-    local res, msg, code = p:_send(req)
+    local res, msg, code = p:_post("/chat/completions", body)
     if not res then return nil, msg, code end
     return parse_whole(res.body)
   end
   local st = stream_state(opts.on_text)
-  local parse
-  local status = 0
-  local errbody = {}
-  req.on_chunk = function(data, s)
-    status = s
-    if s >= 300 then errbody[#errbody + 1] = data; return end
-    return parse(data)
-  end
-  local wrapped = {
-    reset = function()
-      st.reset()
-      parse = http.sse(st.on_event)
-      errbody = {}
-    end,
-    error_body = function() return table.concat(errbody) end,
-  }
-  wrapped.reset()
-  setmetatable(wrapped, { __index = function(_, k) return st[k] end })
-  local res, msg, code = p:_send(req, wrapped)
-  if not res then
-    if st.error then return nil, st.error, "PROTOCOL" end
-    return nil, msg, code
-  end
-  if status >= 300 then return nil, "openai: HTTP " .. status .. ": " .. table.concat(errbody), "BAD_REQUEST" end
+  local res, msg, code = p:_post("/chat/completions", body, st)
   if st.error then return nil, st.error, "PROTOCOL" end
+  if not res then return nil, msg, code end
   local resp = { text = #st.text > 0 and table.concat(st.text) or nil, tool_calls = {},
     stop_reason = st.stop, usage = { input_tokens = 0, output_tokens = 0 } }
   for i = 1, #st.calls do
