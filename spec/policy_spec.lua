@@ -190,6 +190,41 @@ describe("moonbox.policy", function()
     end)
   end)
 
+  describe("routes", function()
+    it("mounts the coder's state route over a default", function()
+      local p = assert(policy.load(TENANTS .. "coder.lua"))
+      local default = moonbox.state_backend{}
+      local b = assert(p:composite(default))
+      assert.same({ path = "/memories/plan.md" }, b:write("/memories/plan.md", "step 1\n"))
+      assert.is_false(default:exists("/memories/plan.md"))
+      assert.same({ "memories" }, (function()
+        local n = {}
+        for i, e in ipairs(b:ls("/")) do n[i] = e.name end
+        return n
+      end)())
+      p:close()
+    end)
+
+    it("seeds a state route with the files the policy gives", function()
+      local p = assert(policy.load_string([[return { ruleset = "DEFAULT",
+        routes = { ["/kb/"] = { backend = "state", files = { ["/faq.md"] = "Q?\n" } } } }]]))
+      assert.equal("Q?\n", assert(p:composite(moonbox.state_backend{})):read_bytes("/kb/faq.md"))
+    end)
+
+    it("refuses a backend the host does not offer, and uses the host's maker when it does", function()
+      local p = assert(policy.load_string([[return { ruleset = "DEFAULT",
+        routes = { ["/etc/"] = { backend = "local", root = "/etc" } } }]]))
+      failed("INVALID", "does not offer", p:composite(moonbox.state_backend{}))
+      local seen
+      local b = assert(p:composite(moonbox.state_backend{}, { ["local"] = function(spec, prefix)
+        seen = { spec.root, prefix }
+        return moonbox.state_backend{}
+      end }))
+      assert.same({ "/etc", "/etc/" }, seen)
+      assert(b:write("/etc/x", "1"))
+    end)
+  end)
+
   describe("attacks through decide", function()
     it("stops a decide that loops, denies the check, and keeps working", function()
       local p = with_decide("if req.target == '/spin' then while true do end end return 'allow', 'fine'")

@@ -4,6 +4,7 @@
 --   p.ruleset, p.limits, p.tools, p.routes     -- plain data, validated
 --   p:decide{ operation = "read", target = "/a" }  --> action, reason   (if the policy exports decide)
 --   p:check("read", "/a")                       --> action, reason     (ruleset, then decide)
+--   p:composite(default [, makers])             --> default with the policy's routes mounted
 --   p:log() ; p:close()
 --
 -- A policy runs in its own restricted Lua state (moonbox.restricted: base/string/table/math/utf8
@@ -282,6 +283,31 @@ function Policy:check(operation, target)
   if a == nil and code then return "deny", r end
   if a == nil then return action, reason end
   return a, r or reason
+end
+
+local function state_route(spec)
+  return require("moonbox").state_backend{ files = spec.files }
+end
+
+--- A composite backend with the policy's routes mounted over `default`. Each route's backend is
+--- makers[spec.backend](spec, prefix) (a backend, or nil, msg, CODE). Only "state" is built in: a
+--- tenant must not choose host directories, so a host that offers "local" routes passes a maker
+--- that decides where they live.
+function Policy:composite(default, makers)
+  if makers ~= nil and type(makers) ~= "table" then error("policy:composite: makers must be a table", 2) end
+  makers = makers or {}
+  local routes = {}
+  for prefix, spec in pairs(self.routes or {}) do
+    local make = makers[spec.backend] or (spec.backend == "state" and state_route)
+    if not make then
+      return nil, string.format("%s: route %s asks for a '%s' backend, which this host does not offer",
+                                self.name, prefix, spec.backend), "INVALID"
+    end
+    local b, err, code = make(spec, prefix)
+    if not b then return nil, err, code end
+    routes[prefix] = b
+  end
+  return require("moonbox.composite").composite_backend{ default = default, routes = routes }
 end
 
 --- Lines the policy printed (at most 200, each at most 1 KiB).
