@@ -5,6 +5,7 @@
 local moonbox = require "moonbox"
 local lua_backend = require "spec.support.lua_backend"
 local conformance = require "spec.support.conformance.backend"
+local tmpdir = require "spec.support.tmpdir"
 
 conformance("composite (state default, Lua route at /mnt/)", function()
   local b = moonbox.composite_backend{ default = moonbox.state_backend{},
@@ -14,8 +15,8 @@ end)
 
 -- Every path the suite uses is put below /ws/, a route to a native state backend; results and
 -- messages are read back relative to /ws.
-local function through_route(strip)
-  local inner = moonbox.state_backend{}
+local function through_route(strip, inner)
+  inner = inner or moonbox.state_backend{}
   local c = moonbox.composite_backend{ default = lua_backend.new(), routes = { ["/ws/"] = inner },
                                        strip_prefix = strip }
   local function into(p)
@@ -72,3 +73,10 @@ end
 
 conformance("composite (every call through a mounted route)", function() return through_route(true) end)
 conformance("composite (every call through a pass-through route)", function() return through_route(false) end)
+
+-- A local_backend mounted at /ws/: the suite's real-directory cases (symlinks out, absolute host
+-- paths, files made on disk, file modes) run through the mount.
+conformance("composite (every call through a mounted local_backend)", function()
+  local dir, remove = tmpdir.make()
+  return through_route(true, moonbox.local_backend{ root = dir }), remove, { root = dir }
+end)
