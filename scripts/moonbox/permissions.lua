@@ -341,7 +341,8 @@ M._denied = denied
 
 -- authorize(op, target [, reason]) --> true, or nil, message, "DENIED" | "ASK".
 -- An "ask" goes to the ask callback (it may yield inside a task); true or "allow" allows,
--- anything else denies, and an error in it denies with the error in the message. With no
+-- anything else denies (a string second result is put in the message as the reason), and an
+-- error in it denies with the error in the message. With no
 -- callback, ask_fallback decides: "error" -> ASK, "deny" -> DENIED "(approval required)".
 function Checker:authorize(op, target, reason)
   local entry = operation(self, op, target, 2)
@@ -362,10 +363,10 @@ function Checker:_decide(op, target, action, rule, reason)
   if action == "allow" then return true end
   if action == "deny" then return denied(op, target, rule and rule.description) end
   if self.ask then
-    local ok, answer = pcall(self.ask, op, target, reason or "")
+    local ok, answer, why = pcall(self.ask, op, target, reason or "")
     if not ok then return denied(op, target, "ask callback failed: " .. tostring(answer)) end
     if answer == true or answer == "allow" then return true end
-    return denied(op, target)
+    return denied(op, target, type(why) == "string" and why or nil)
   end
   if self.ask_fallback == "deny" then
     local _, msg = denied(op, target)

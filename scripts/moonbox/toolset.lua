@@ -40,6 +40,20 @@ M.EXECUTE_TOOLS = { "execute", "run_in_background", "read_output", "kill_shell",
 M.OVERRIDE_KEYS = { "edit_file", "execute", "glob", "grep", "hashline_edit", "kill_shell", "list_shells", "ls",
   "read_file", "read_output", "run_in_background", "write_file" }
 
+-- JSON Schemas of the data call() returns beside the text, for the tools that have some.
+M.OUTPUT_SCHEMAS = {
+  execute = {
+    type = "object",
+    properties = {
+      exit_code = { type = "integer", description = "the command's exit status (absent when killed by a signal)" },
+      output = { type = "string", description = "stdout and stderr, as the text answer shows them" },
+      timed_out = { type = "boolean", description = "the command was killed at its timeout" },
+      truncated = { type = "boolean", description = "the output was cut at the sandbox's limit" },
+    },
+    required = { "output", "timed_out", "truncated" },
+  },
+}
+
 local OVERRIDABLE = {}
 for _, k in ipairs(M.OVERRIDE_KEYS) do OVERRIDABLE[k] = true end
 
@@ -454,8 +468,8 @@ local function strip_position(msg)
   return (msg:gsub("^[^\n:]*%.lua:%d+: ", ""))
 end
 
--- Runs a tool; never raises. Returns the answer (text or a content part) and whether it is an
--- error.
+-- Runs a tool; never raises. Returns the answer (text or a content part), whether it is an
+-- error, and for the tools in OUTPUT_SCHEMAS the same answer as data (MCP structuredContent).
 function Toolset:call(name, args)
   if type(name) ~= "string" or not self.offered[name] then
     return ("Error: Unknown tool '%s'. Available tools: %s."):format(tostring(name), table.concat(self.names, ", ")),
@@ -471,14 +485,14 @@ function Toolset:call(name, args)
       if not ok then return err(msg, "Permission denied for " .. op .. " on '" .. target .. "'"), true end
     end
   end
-  local ok, result = xpcall(TOOLS[name], function(e)
+  local ok, result, structured = xpcall(TOOLS[name], function(e)
     return { msg = strip_position(e), trace = debug.traceback(tostring(e), 2) }
   end, self, a)
   if not ok then
     pcall(self.on_error, ("tool %s raised: %s"):format(name, result.trace))
     return err(result.msg), true
   end
-  return result, type(result) == "string" and result:find("^Error:") ~= nil
+  return result, type(result) == "string" and result:find("^Error:") ~= nil, structured
 end
 
 ---------------------------------------------------------------------------------------------
@@ -705,12 +719,16 @@ function TOOLS.execute(self, a)
   if r.truncated then out = out .. "\n\n... (output truncated)" end
   if r.timed_out then
     return ("Command failed (exit code 124):\n%s%sError: Command timed out after %d seconds"):format(out,
-      out ~= "" and "\n\n" or "", a.timeout)
+      out ~= "" and "\n\n" or "", a.timeout), { exit_code = 124, output = out, timed_out = true,
+      truncated = r.truncated == true }
   end
   local code = r.exit_code
-  if code ~= nil and code ~= 0 then return ("Command failed (exit code %s):\n%s"):format(tostring(code), out) end
-  if out == "" then return "(no output)" end
-  return out
+  local data = { exit_code = math.tointeger(code), output = out, timed_out = false, truncated = r.truncated == true }
+  if code ~= nil and code ~= 0 then
+    return ("Command failed (exit code %s):\n%s"):format(tostring(code), out), data
+  end
+  if out == "" then return "(no output)", data end
+  return out, data
 end
 
 local function supports_background(backend)

@@ -8,9 +8,12 @@
 --     policy = "tenants/alice.lua",     -- a tenant policy (moonbox.policy); wins over preset
 --     sandbox = "namespace" | "local" | "docker" | "none" | nil (namespace where supported, else local)
 --     edit_format = "str_replace" | "hashline",
---     ask = function(op, target, reason) ... end,   -- decides "ask" rules (may yield)
+--     ask = function(op, target, reason) ... end,   -- decides "ask" rules (may yield); false, why
+--                                                  -- refuses with why in the message
 --     ask_fallback = "deny" | "error",
 --     log = function(line) end,        -- one-line notices (stderr in the CLIs)
+--     image_support = true,            -- read_file answers images (and PDFs with
+--     document_support = true,         -- document_support) as content parts
 --   }
 --   ws.backend, ws.capability, ws.toolset, ws.ruleset, ws.policy, ws.sandbox_kind; ws:close()
 local M = {}
@@ -97,17 +100,18 @@ function M.open(opts)
   -- for one operation on one target is not asked again.
   local ask = opts.ask
   if ask then
-    local answers, user_ask = {}, ask
+    local answers, whys, user_ask = {}, {}, ask
     ask = function(op, target, reason)
       local key = op .. "\0" .. tostring(target)
-      if answers[key] == nil then answers[key] = user_ask(op, target, reason) end
-      return answers[key]
+      if answers[key] == nil then answers[key], whys[key] = user_ask(op, target, reason) end
+      return answers[key], whys[key]
     end
   end
   local guarded = moonbox.guard(backend, ruleset, { ask = ask, ask_fallback = opts.ask_fallback or "deny" })
   local cap = moonbox.console_capability {
     backend = guarded, permissions = ruleset, ask = ask, ask_fallback = opts.ask_fallback or "deny",
     edit_format = edit_format, include_execute = kind_or_msg ~= "none",
+    image_support = opts.image_support == true, document_support = opts.document_support == true,
   }
   local ws = {
     root = root, backend = guarded, raw_backend = backend, capability = cap, toolset = cap.toolset,
