@@ -109,9 +109,10 @@ static void stdin_ready(mb_loop *loop, mb_io *io, unsigned events)
   p->in_buf = NULL;
 }
 
+/* Only while the leader is unreaped: its pid then names this group and no other. */
 static void group_signal(proc *p, int sig)
 {
-  if (p->pgid > 0 && !p->finished) kill(-p->pgid, sig);
+  if (p->pgid > 0 && !p->exited) kill(-p->pgid, sig);
 }
 
 static void before_reap(mb_loop *loop, mb_child *c)
@@ -165,7 +166,6 @@ static void terminate(proc *p)
     p->status = mb_child_reap(p->loop, &p->child);
     p->exited = 1;
     p->ended = mb_now();
-    p->killed = 1;
   }
   mb_timer_stop(p->loop, &p->deadline);
   mb_timer_stop(p->loop, &p->killer);

@@ -21,7 +21,7 @@ struct proc {
   mb_timer deadline, killer, drain;
   double started, ended, grace;
   int status; /* wait status of the leader, -1 if unknown */
-  int exited, finished, timed_out, killed, closed;
+  int exited, finished, timed_out, closed;
   mb_wait wait;
 };
 
