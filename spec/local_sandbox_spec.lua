@@ -407,10 +407,14 @@ describe("local_sandbox", function()
       f:write(string.format([[
         local sb = require("moonbox").local_sandbox { root = %q }
         sb:spawn("echo $$ > tpid; sleep 60")
+        local f = assert(io.open(%q, "w"))
+        f:write("1\n")
+        f:close()
         require("moonbox").sleep(60)
-      ]], dir))
+      ]], dir, dir .. "/ready"))
       f:close()
       assert(os.execute(exe .. " run " .. script .. " >/dev/null 2>&1 & echo $! > " .. dir .. "/host"))
+      assert(wait_for_file(dir .. "/ready")) -- spawn returned: the group is registered
       local bg = assert(wait_for_file(dir .. "/tpid"))
       local host = assert(wait_for_file(dir .. "/host"))
       assert(os.execute("kill -TERM " .. host))

@@ -33,6 +33,7 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,7 +384,17 @@ static int spawn_push(lua_State *L)
   mb_spawn_req req = {o.argv, o.envp, o.cwd, o.has_stdin};
   mb_spawned sp;
   p->started = mb_now();
+  /* A fatal signal between the spawn and the registration would orphan the group: hold the
+   * signals the host's handlers take until the group is registered. */
+  sigset_t fatal, old;
+  sigemptyset(&fatal);
+  sigaddset(&fatal, SIGINT);
+  sigaddset(&fatal, SIGTERM);
+  sigaddset(&fatal, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &fatal, &old);
   int err = mb_spawn(&req, &sp);
+  if (!err) mb_groups_add(sp.pid);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (err) {
     release(p);
     return mb_fail_errno(L, err, lua_pushfstring(L, "spawn %s", o.argv[0]));
@@ -392,7 +403,6 @@ static int spawn_push(lua_State *L)
   p->out_fd = sp.out_fd;
   p->err_fd = sp.err_fd;
   p->in_fd = sp.in_fd;
-  mb_groups_add(sp.pid);
   p->child.before_reap = before_reap;
   p->child.pidfd = -1;
   err = mb_child_start(loop, &p->child, sp.pid, child_exited, p);
