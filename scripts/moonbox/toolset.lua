@@ -360,16 +360,10 @@ function M.new(opts)
   self.overrides = opts.descriptions or {}
   self.permissions = opts.permissions
   if opts.permissions then
-    -- Enforce the ruleset on every backend call: the guard when it exists, else a per-call check.
-    local guard = require("moonbox").guard
+    -- Every backend call goes through the permission guard (moonbox.guard): denied reads,
+    -- writes and commands come back as nil, "Permission denied ...", "DENIED".
     local gopts = { ask = opts.ask, ask_fallback = opts.ask_fallback or "error" }
-    if guard then
-      self.backend = guard(opts.backend, opts.permissions, gopts)
-    else
-      local ok, perms = pcall(require, "moonbox.permissions")
-      if not ok then error("console_toolset: 'permissions' needs moonbox.permissions, which is not installed", 2) end
-      self.checker = perms.checker(opts.permissions, gopts)
-    end
+    self.backend = require("moonbox.guard").guard(opts.backend, opts.permissions, gopts)
   end
   self.names = tool_names(opts)
   self.offered = {}
@@ -477,14 +471,6 @@ function Toolset:call(name, args)
   end
   local a, why = validate(name, self:_params(name), args)
   if not a then return "Error: " .. why, true end
-  if self.checker then
-    local op = M.TOOL_OPERATIONS[name]
-    local target = (op == "execute" and a.command) or ((op == "read" or op == "write" or op == "edit") and a.path)
-    if target then
-      local ok, msg = self.checker:authorize(op, target)
-      if not ok then return err(msg, "Permission denied for " .. op .. " on '" .. target .. "'"), true end
-    end
-  end
   local ok, result, structured = xpcall(TOOLS[name], function(e)
     return { msg = strip_position(e), trace = debug.traceback(tostring(e), 2) }
   end, self, a)
