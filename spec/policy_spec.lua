@@ -190,6 +190,119 @@ describe("moonbox.policy", function()
     end)
   end)
 
+  describe("decide narrows, never widens", function()
+    it("keeps the ruleset's deny when decide allows", function()
+      local p = with_decide("return 'allow', 'decide says yes'")
+      assert.same({ "deny", "Protect sensitive files" }, { p:check("read", "/app/.env") })
+      assert.equal("allow", (p:check("read", "/app/main.c")))
+      p:close()
+    end)
+
+    it("turns an allow into ask or deny", function()
+      local p = with_decide("if req.target:find('^/tmp/') then return 'ask', 'scratch space' end "
+        .. "if req.target:find('^/vendor/') then return 'deny', 'vendored code' end")
+      assert.same({ "ask", "scratch space" }, { p:check("read", "/tmp/x") })
+      assert.same({ "deny", "vendored code" }, { p:check("read", "/vendor/lib.c") })
+      assert.equal("allow", (p:check("read", "/src/a.c")))
+      p:close()
+    end)
+  end)
+
+  describe("gate", function()
+    local p, inner, g
+    before_each(function()
+      p = assert(policy.load_string([[
+        local function decide(req)
+          if req.target:match("^/%.git/") or req.target:match("^/%.git$") then
+            return "deny", "git belongs to the host"
+          end
+          if req.target:match("^/tmp/") then return "ask", "scratch space" end
+          if req.operation == "execute" and req.target:find("curl") then return "deny", "no network" end
+        end
+        return { ruleset = "PERMISSIVE", decide = decide }]]))
+      inner = moonbox.state_backend{ files = { ["/.git/HEAD"] = "ref: main\n", ["/src/a.c"] = "main\n",
+                                               ["/tmp/t"] = "main\n" } }
+      g = p:gate(inner)
+    end)
+    after_each(function() p:close() end)
+
+    it("refuses what decide denies before the backend is called", function()
+      failed("DENIED", "git belongs to the host", g:write("/.git/HEAD", "pwned"))
+      assert.equal("ref: main\n", inner:read_bytes("/.git/HEAD"))
+      failed("DENIED", "Permission denied for read on '/.git/HEAD': git belongs to the host", g:read("/.git/HEAD"))
+      failed("DENIED", nil, g:read_bytes("/.git/HEAD"))
+      failed("DENIED", nil, g:edit("/.git/HEAD", "main", "evil"))
+      assert.same({ path = "/src/b.c" }, g:write("/src/b.c", "x\n"))
+      assert.equal("main\n", g:read_bytes("/src/a.c"))
+      assert.is_true(g:exists("/.git/HEAD"))
+    end)
+
+    it("hides denied entries from ls, glob and grep", function()
+      assert.same({ "/src/a.c", "/tmp/t" }, (function()
+        local out = {}
+        for i, m in ipairs(g:grep("main")) do out[i] = m.path end
+        return out
+      end)())
+      for _, e in ipairs(g:glob("**")) do assert.is_nil(e.path:match("^/%.git")) end
+      for _, e in ipairs(g:ls("/")) do assert.are_not.equal("/.git", e.path) end
+      assert.equal(3, #inner:glob("**"))
+    end)
+
+    it("sends an ask to the callback, else follows the fallback", function()
+      failed("DENIED", "approval required", g:read("/tmp/t"))
+      failed("ASK", "Permission required for read on '/tmp/t': scratch space",
+        p:gate(inner, { ask_fallback = "error" }):read("/tmp/t"))
+      local asked
+      local yes = p:gate(inner, { ask = function(op, target, reason)
+        asked = { op, target, reason }
+        return true
+      end })
+      assert.equal("main\n", yes:read_bytes("/tmp/t"))
+      assert.same({ "read", "/tmp/t", "scratch space" }, asked)
+    end)
+
+    it("gates a sandbox's commands and forwards everything else", function()
+      local fake = moonbox.state_backend{}
+      local sb = setmetatable({ id = "sb-1" }, { __index = function(_, k)
+        if k == "execute" then return function(_, cmd) return { output = "ran " .. cmd, exit_code = 0 } end end
+        if k == "stop" then return function() return true end end
+        local v = fake[k]
+        if type(v) == "function" then return function(_, ...) return v(fake, ...) end end
+        return v
+      end })
+      local gs = p:gate(sb)
+      assert.equal("ran make", gs:execute("make").output)
+      failed("DENIED", "no network", gs:execute("curl -s x"))
+      assert.equal("sb-1", gs.id)
+      assert.is_true(gs:stop())
+    end)
+
+    it("is the backend itself for a policy without decide", function()
+      local plain = assert(policy.load_string("return { ruleset = 'DEFAULT' }"))
+      assert.equal(inner, plain:gate(inner))
+    end)
+  end)
+
+  describe("in a workspace (moonbox agent / mcp --policy)", function()
+    it("mounts the policy's routes and applies its decide under the guard", function()
+      local dir, remove = tmpdir.make()
+      local ws = assert(require("moonbox.workspace").open{ root = dir, policy = TENANTS .. "coder.lua",
+                                                           sandbox = "none" })
+      assert.equal("coder", ws.policy.name)
+      local b = ws.backend
+      assert.same({ path = "/memories/plan.md" }, b:write("/memories/plan.md", "step 1\n"))
+      assert.is_nil(io.open(dir .. "/memories/plan.md")) -- in the state route, not on disk
+      failed("DENIED", "the git directory belongs to the host", b:write("/.git/config", "x"))
+      failed("DENIED", "Protect sensitive files", b:read("/.env"))
+      assert(b:write("/src/main.c", "int main;\n"))
+      local names = {}
+      for _, e in ipairs(b:ls("/")) do names[#names + 1] = e.name end
+      assert.same({ "memories", "src" }, names)
+      ws:close()
+      remove()
+    end)
+  end)
+
   describe("routes", function()
     it("mounts the coder's state route over a default", function()
       local p = assert(policy.load(TENANTS .. "coder.lua"))

@@ -3,7 +3,8 @@
 --   local p, err, code = moonbox.policy.load("tenants/alice.lua", { memory = 8 << 20, timeout = 0.05 })
 --   p.ruleset, p.limits, p.tools, p.routes     -- plain data, validated
 --   p:decide{ operation = "read", target = "/a" }  --> action, reason   (if the policy exports decide)
---   p:check("read", "/a")                       --> action, reason     (ruleset, then decide)
+--   p:check("read", "/a")                       --> action, reason     (ruleset; decide may narrow)
+--   p:gate(backend [, { ask =, ask_fallback = }]) --> backend with decide's verdicts applied
 --   p:composite(default [, makers])             --> default with the policy's routes mounted
 --   p:log() ; p:close()
 --
@@ -269,20 +270,129 @@ end
 --- True when the policy exports decide.
 function Policy:has_decide() return self._decide end
 
---- The ruleset's verdict for (operation, target), then decide's, which wins when it gives one.
---- A decide that fails (error, deadline, memory) denies: a broken policy never lets more in.
-function Policy:check(operation, target)
-  if self._checker == nil then
-    self._checker = assert(perms()).checker(self.ruleset)
-  end
+local SEVERITY = { allow = 1, ask = 2, deny = 3 }
+
+-- The ruleset's action for (operation, target), its reason, and the rule as plain data.
+function Policy:_ruleset_verdict(operation, target)
+  if self._checker == nil then self._checker = assert(perms()).checker(self.ruleset) end
   local action, rule = self._checker:check(operation, target)
-  local reason = type(rule) == "table" and rule.description or nil
-  if not self._decide then return action, reason end
-  local a, r, code = self:decide{ operation = operation, target = target, action = action,
-                                  rule = type(rule) == "table" and plain(rule, 1) or nil }
+  local reason = type(rule) == "table" and rule.description ~= "" and rule.description or nil
+  return action, reason, type(rule) == "table" and plain(rule, 1) or nil
+end
+
+-- What decide adds to a ruleset verdict: a stricter action and its reason, or nil. A decide that
+-- fails (error, deadline, memory) denies: a broken policy never lets more in.
+function Policy:_stricter(operation, target, action, rule)
+  if not self._decide then return nil end
+  local a, r, code = self:decide{ operation = operation, target = target, action = action, rule = rule }
   if a == nil and code then return "deny", r end
-  if a == nil then return action, reason end
-  return a, r or reason
+  if a ~= nil and SEVERITY[a] > SEVERITY[action] then return a, r end
+  return nil
+end
+
+--- The verdict for (operation, target): the ruleset's, unless decide answers something stricter
+--- (deny > ask > allow, as for the simple commands of a line). decide can narrow what the
+--- ruleset allows, never widen it: to allow more, the policy changes its ruleset.
+function Policy:check(operation, target)
+  local action, reason, rule = self:_ruleset_verdict(operation, target)
+  local a, r = self:_stricter(operation, target, action, rule)
+  if a then return a, r end
+  return action, reason
+end
+
+local function denied(operation, target, reason)
+  local msg = string.format("Permission denied for %s on '%s'", operation, target)
+  if reason and reason ~= "" then msg = msg .. ": " .. reason end
+  return nil, msg, "DENIED"
+end
+
+--- Wraps a backend or sandbox so decide's verdicts apply to it: what decide denies is refused
+--- (nil, msg, "DENIED") before the backend is called, ls/glob drop entries it denies, grep drops
+--- matches in files it denies for grep or read; an "ask" goes to opts.ask (true or "allow"
+--- allows), else opts.ask_fallback ("deny", the default, or "error": nil, msg, "ASK"). Put it
+--- under moonbox.guard(backend, p.ruleset), which applies the ruleset. Everything else is the
+--- backend's own.
+function Policy:gate(backend, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("policy:gate: opts must be a table", 2) end
+  local ask, fallback = opts.ask, opts.ask_fallback or "deny"
+  local p = self
+  if not p._decide then return backend end
+  local function stricter(op, target)
+    local action, _, rule = p:_ruleset_verdict(op, target)
+    return p:_stricter(op, target, action, rule)
+  end
+  -- nil when allowed, else nil, msg, CODE
+  local function refuse(op, target)
+    if type(target) ~= "string" then return nil end -- the backend raises for the bad argument
+    local a, reason = stricter(op, target)
+    if a == nil then return nil end
+    if a == "ask" then
+      if ask then
+        local ok, yes = pcall(ask, op, target, reason)
+        if ok and (yes == true or yes == "allow") then return nil end
+        return denied(op, target, reason)
+      end
+      if fallback == "error" then
+        local msg = string.format("Permission required for %s on '%s'", op, target)
+        return nil, reason and (msg .. ": " .. reason) or msg, "ASK"
+      end
+      return denied(op, target, (reason and (reason .. " ") or "") .. "(approval required)")
+    end
+    return denied(op, target, reason)
+  end
+  local function hidden(op, path) return type(path) == "string" and stricter(op, path) == "deny" end
+  local g = setmetatable({}, {
+    __index = function(_, k)
+      local v = backend[k]
+      if type(v) == "function" then return function(_, ...) return v(backend, ...) end end
+      return v
+    end,
+    __name = "moonbox.policy.Gate",
+  })
+  -- method calls written out, so the backend's own argument errors name the method
+  local calls = {
+    read = function(t, ...) return backend:read(t, ...) end,
+    read_bytes = function(t) return backend:read_bytes(t) end,
+    write = function(t, ...) return backend:write(t, ...) end,
+    edit = function(t, ...) return backend:edit(t, ...) end,
+    execute = function(t, ...) return backend:execute(t, ...) end,
+    spawn = function(t, ...) return backend:spawn(t, ...) end,
+  }
+  local function gated(op, method)
+    return function(_, target, ...)
+      local _, msg, code = refuse(op, target)
+      if msg then return nil, msg, code end
+      return calls[method](target, ...)
+    end
+  end
+  g.read, g.read_bytes = gated("read", "read"), gated("read", "read_bytes")
+  g.write, g.edit = gated("write", "write"), gated("edit", "edit")
+  if backend.execute then g.execute = gated("execute", "execute") end
+  if backend.spawn then g.spawn = gated("execute", "spawn") end
+  function g.exists(_, path) return backend:exists(path) end
+  local function filtered(op, list, ...)
+    if type(list) ~= "table" then return list, ... end
+    local out = {}
+    for _, e in ipairs(list) do
+      if not hidden(op, e.path) then out[#out + 1] = e end
+    end
+    return out
+  end
+  function g.ls(_, path) return filtered("ls", backend:ls(path)) end
+  function g.glob(_, pattern, path) return filtered("glob", backend:glob(pattern, path)) end
+  function g.grep(_, pattern, gopts)
+    local list, msg, code = backend:grep(pattern, gopts)
+    if type(list) ~= "table" then return list, msg, code end
+    local verdict, out = {}, {}
+    for _, m in ipairs(list) do
+      local path = m.path
+      if verdict[path] == nil then verdict[path] = not (hidden("grep", path) or hidden("read", path)) end
+      if verdict[path] then out[#out + 1] = m end
+    end
+    return out
+  end
+  return g
 end
 
 local function state_route(spec)

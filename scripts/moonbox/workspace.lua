@@ -5,7 +5,8 @@
 --   local ws, msg, code = workspace.open {
 --     root = "/srv/ws",                 -- default: the current directory
 --     preset = "default" | "readonly" | "permissive" | "strict",
---     policy = "tenants/alice.lua",     -- a tenant policy (moonbox.policy); wins over preset
+--     policy = "tenants/alice.lua",     -- a tenant policy (moonbox.policy); wins over preset; its
+--                                       -- routes are mounted and its decide narrows the rules
 --     sandbox = "namespace" | "local" | "docker" | "none" | nil (namespace where supported, else local)
 --     edit_format = "str_replace" | "hashline",
 --     ask = function(op, target, reason) ... end,   -- decides "ask" rules (may yield); false, why
@@ -107,7 +108,22 @@ function M.open(opts)
       return answers[key], whys[key]
     end
   end
-  local guarded = moonbox.guard(backend, ruleset, { ask = ask, ask_fallback = opts.ask_fallback or "deny" })
+  -- A tenant policy's routes are mounted over the sandbox, and its decide narrows the ruleset
+  -- under the guard (moonbox.policy: p:composite, p:gate).
+  local inner = backend
+  if policy then
+    if policy.routes and next(policy.routes) then
+      local composed, msg, c = policy:composite(inner)
+      if not composed then
+        if backend.stop then pcall(backend.stop, backend) end
+        pcall(policy.close, policy)
+        return nil, tostring(msg), c
+      end
+      inner = composed
+    end
+    inner = policy:gate(inner, { ask = ask, ask_fallback = opts.ask_fallback or "deny" })
+  end
+  local guarded = moonbox.guard(inner, ruleset, { ask = ask, ask_fallback = opts.ask_fallback or "deny" })
   local cap = moonbox.console_capability {
     backend = guarded, permissions = ruleset, ask = ask, ask_fallback = opts.ask_fallback or "deny",
     edit_format = edit_format, include_execute = kind_or_msg ~= "none",
