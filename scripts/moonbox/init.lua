@@ -29,6 +29,7 @@ local registry = {
   local_sandbox = { "moonbox.sandbox", "local_sandbox" },
   sandbox = { "moonbox.sandbox" },
   namespace_sandbox = { "moonbox.namespace_sandbox", "new" },
+  docker_sandbox = { "moonbox.docker_sandbox", "new" },
   permissions = { "moonbox.permissions" },
   -- HTTP on the loop (modules/http)
   http = { "moonbox.http" },
