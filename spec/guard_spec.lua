@@ -246,6 +246,13 @@ describe("moonbox.guard over a sandbox", function()
     assert.is_nil(readfile(dir .. "/out/file.txt"))
   end)
 
+  it("finds the sandbox's root by itself", function()
+    local h = moonbox.guard(sb, { default = "allow",
+      read = { rules = { { pattern = "/restricted/**", action = "deny" } } } })
+    assert.is_nil((h:execute("cat " .. sb.root .. "/restricted/secret.txt")))
+    assert.truthy(h:execute("cat " .. sb.root .. "/ok/a.txt"))
+  end)
+
   it("expands ~ in command paths", function()
     local h = moonbox.guard(sb, { default = "allow",
       read = { rules = { { pattern = "/home/agent/.ssh/**", action = "deny" } } } }, { home = "/home/agent" })
@@ -277,6 +284,17 @@ describe("moonbox.guard over a sandbox", function()
     answer = true
     assert.equal("hi\n", h:execute("echo hi").output)
     assert.is_nil((h:execute("sudo rm -rf /"))) -- denied before anyone is asked
+  end)
+end)
+
+describe("moonbox.guarding", function()
+  it("wraps once: not without a ruleset, not what is guarded already", function()
+    local b = state()
+    assert.equal(b, moonbox.guarding(b, nil))
+    local g = moonbox.guarding(b, P.DEFAULT)
+    assert.not_equal(b, g)
+    assert.equal("ask", g.permissions.default)
+    assert.equal(g, moonbox.guarding(g, P.PERMISSIVE))
   end)
 end)
 

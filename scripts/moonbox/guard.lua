@@ -4,8 +4,9 @@
 --     ask = function(op, target, reason) return true end,  -- optional; may yield in a task
 --     ask_fallback = "error",   -- or "deny": what an "ask" does with no callback
 --     cwd = "/",                -- where a command's relative paths resolve (backend paths)
---     root = "/srv/ws",         -- optional host directory behind "/": command paths under it
---                               -- are checked as backend paths too
+--     root = "/srv/ws",         -- host directory behind "/" (default: the backend's root
+--                               -- field or root() method): command paths under it are
+--                               -- checked as backend paths too
 --     home = os.getenv("HOME"), -- what ~ expands to in command paths
 --   })
 --
@@ -18,6 +19,7 @@
 -- deny rules; that second check is defence in depth, not a boundary. files() (state_backend's
 -- export) drops files denied for read. exists is not filtered.
 -- Every other field or method is the backend's own, called on the backend.
+-- moonbox.guarding(backend, ruleset, opts) wraps only what is not guarded already.
 local perms = require "moonbox.permissions"
 local shellsplit = require "moonbox.shellsplit"
 
@@ -240,7 +242,16 @@ function M.guard(backend, ruleset, opts)
     end
   end
   local checker = perms.checker(ruleset, { ask = opts.ask, ask_fallback = opts.ask_fallback })
-  local root = opts.root and normalize(opts.root)
+  local root = opts.root
+  if root == nil then -- a sandbox's root field, a local backend's root() method
+    local ok, r = pcall(function()
+      local v = backend.root
+      if type(v) == "function" then v = v(backend) end
+      return v
+    end)
+    if ok and type(r) == "string" and r:sub(1, 1) == "/" then root = r end
+  end
+  root = root and normalize(root)
   if root == "/" then root = nil end
   local self = {
     _backend = backend,
@@ -253,6 +264,16 @@ function M.guard(backend, ruleset, opts)
     backend = backend,
   }
   return setmetatable(self, MT)
+end
+
+-- The reference's guarding(): the backend unchanged when there is no ruleset or it already
+-- enforces one (it has a `permissions` field, as a guard or a guarded local_backend does), so a
+-- caller never wraps twice and asks twice; else moonbox.guard(backend, ruleset, opts).
+function M.guarding(backend, ruleset, opts)
+  if ruleset == nil then return backend end
+  local ok, existing = pcall(function() return backend.permissions end)
+  if ok and existing ~= nil then return backend end
+  return M.guard(backend, ruleset, opts)
 end
 
 local LOCAL_GUARD_OPTIONS = { permissions = true, ask = true, ask_fallback = true }

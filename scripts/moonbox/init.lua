@@ -40,6 +40,7 @@ local registry = {
   runtimes = { "moonbox.runtimes" },
   session_manager = { "moonbox.session", "new" },
   guard = { "moonbox.guard", "guard" },
+  guarding = { "moonbox.guard", "guarding" },
   -- tenant policies in a restricted state (scripts/moonbox/policy.lua over modules/restricted)
   policy = { "moonbox.policy" },
   composite_backend = { "moonbox.composite", "composite_backend" },
