@@ -295,6 +295,16 @@ describe("moonbox.restricted", function()
       assert.matches("a returned value: is a function", msg)
     end)
 
+    it("refuses an export that returns too many values", function()
+      st:run([[return { many = function() local t = {} for i = 1, 100000 do t[i] = i end return table.unpack(t) end,
+                        few = function() return 1, 2, 3 end }]])
+      local ok, msg, code = st:call("many")
+      assert.is_nil(ok)
+      assert.are.equal("INVALID", code)
+      assert.matches("returned 100000 values; at most 64", msg)
+      assert.are.same({ true, 1, 2, 3 }, { st:call("few") })
+    end)
+
     it("reports a missing export", function()
       local ok, msg, code = st:call("nope")
       assert.is_nil(ok)

@@ -35,6 +35,7 @@
 #define STATE_T "moonbox.restricted.State"
 #define BUF_T "moonbox.restricted.Buffer"
 #define EXPORTS "moonbox.restricted.exports"
+#define MAX_RESULTS 64
 #define LOG "moonbox.restricted.log"
 
 #ifndef sigev_notify_thread_id
@@ -266,6 +267,8 @@ static int call_body(lua_State *R)
   while (j->in->pos < j->in->n) rs_decode(R, j->in, 0);
   lua_call(R, lua_gettop(R) - 1, LUA_MULTRET);
   int n = lua_gettop(R);
+  if (n > MAX_RESULTS)
+    return luaL_error(R, "returned %d values; at most %d can leave a policy", n, MAX_RESULTS);
   for (int i = 1; i <= n; i++) rs_encode(R, i, j->out, j->r, "a returned value");
   return 0;
 }
