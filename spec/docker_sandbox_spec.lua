@@ -185,6 +185,20 @@ describe("docker_sandbox", function()
       assert.has_error(function() sb:execute("true", { bogus = 1 }) end)
     end)
 
+    it("cancels a running command: its processes inside the container are killed", function()
+      local t = moonbox.spawn(function() return sb:execute("sleep 321 & sleep 322") end)
+      local deadline = moonbox.now() + 10
+      repeat moonbox.sleep(0.05) until sb:execute("ps -o args").output:find("sleep 322", 1, true)
+        or moonbox.now() > deadline
+      assert.is_true(t:cancel())
+      local ps
+      repeat
+        moonbox.sleep(0.05)
+        ps = sb:execute("ps -o args").output
+      until not ps:find("sleep 32", 1, true) or moonbox.now() > deadline
+      assert.is_nil(ps:find("sleep 32", 1, true), ps)
+    end)
+
     it("blocks outside a task (a plain coroutine) and still gives the result", function()
       local co = coroutine.wrap(function() return sb:execute("echo from coroutine").output end)
       assert.equal("from coroutine\n", co())
@@ -197,7 +211,7 @@ describe("docker_sandbox", function()
     teardown(function() sb:stop { purge = true } end)
 
     it("numbers them bg_1, bg_2, reads only new output and reports the exit code", function()
-      local id = sb:spawn("echo one; sleep 0.5; echo two; exit 4")
+      local id = sb:spawn("echo one; sleep 2; echo two; exit 4")
       assert.equal("bg_1", id)
       assert.equal("bg_2", sb:spawn("true"))
       local deadline = moonbox.now() + 10

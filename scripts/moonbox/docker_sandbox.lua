@@ -466,10 +466,17 @@ function Sandbox:execute(command, opts)
   local exec_id, token, timeout = self:_exec_create("execute", command, opts, false)
   if not exec_id then return nil, token, timeout end
   self:_touch()
+  -- A task cancelled while it waits (or any early exit) leaves no command behind: a new task
+  -- kills the exec's processes (the cancelled one can no longer wait for anything).
+  local settled = false
+  local _ <close> = setmetatable({}, { __close = function()
+    if not settled then pcall(task.spawn, function() self:_kill_token(token) end) end
+  end })
   local st, msg, code = self:_start_stream(exec_id, timeout)
   if not st then return nil, "execute: " .. msg, code end
   local ok
   ok, msg, code = st:wait()
+  settled = ok == true
   local r = st:take()
   st:close()
   if not ok then return nil, "execute: " .. msg, code end
