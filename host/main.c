@@ -166,6 +166,10 @@ static int pmain(lua_State *L)
     }
     status = run_script(L, argv, argc, 2);
   } else if (strcmp(cmd, "mcp") == 0 || strcmp(cmd, "agent") == 0) {
+    /* An MCP client that dies closes our stdout: the next message must fail with EPIPE (the
+     * server then cancels its calls and kills their commands), not kill the host with SIGPIPE
+     * and orphan those commands. Commands get default signal dispositions (proc_spawn.c). */
+    if (strcmp(cmd, "mcp") == 0) signal(SIGPIPE, SIG_IGN);
     status = run_cli(L, argv, argc, 1);
   } else {
     fprintf(stderr, "moonbox: unknown command '%s' (try 'moonbox --help')\n", cmd);

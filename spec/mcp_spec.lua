@@ -263,6 +263,33 @@ describe("moonbox.mcp server", function()
     assert.is_nil(read_file(h.root .. "/t"))
   end)
 
+  it("an elicitation answered 'always' covers the rest of that rule", function()
+    h = harness { preset = "default" }
+    h.initialize { elicitation = { form = json.object() } }
+    local asked = 0
+    local answering = moonbox.spawn(function()
+      local seen = {}
+      while true do
+        for _, m in ipairs(h.out) do
+          if m.method == "elicitation/create" and not seen[m.id] then
+            seen[m.id] = true
+            asked = asked + 1
+            assert.equal("form", m.params.mode)
+            h.send { jsonrpc = "2.0", id = m.id, result = { action = "accept", content = { always = true } } }
+          end
+        end
+        moonbox.sleep(0.01)
+      end
+    end)
+    for i = 1, 3 do
+      local r = h.call(i, "write_file", { path = "/f" .. i .. ".txt", content = "x" })
+      assert.is_false(r.result.isError, r.result.content[1].text)
+    end
+    answering:cancel()
+    assert.equal(1, asked)
+    assert.equal("x", read_file(h.root .. "/f3.txt"))
+  end)
+
   it("refuses an ask without elicitation, naming the rule", function()
     h = harness { preset = "default" }
     h.initialize()
@@ -279,6 +306,19 @@ describe("moonbox.mcp server", function()
     h.send { jsonrpc = "2.0", id = 1, method = "tools/list" }
     for _, t in ipairs(h.response(1).result.tools) do assert.is_nil(t.outputSchema) end
     assert.is_nil(h.call(2, "execute", { command = "true" }).result.structuredContent)
+  end)
+
+  it("a client that stops reading gets its calls cancelled", function()
+    h = harness()
+    h.initialize()
+    h.srv.write_line = function() error("Broken pipe", 0) end
+    h.send { jsonrpc = "2.0", id = 1, method = "tools/call", params = { name = "execute",
+      arguments = { command = "sleep 30 & echo $! > pid; wait" }, _meta = { progressToken = 7 } } }
+    assert.is_true(wait_until(function() return read_file(h.root .. "/pid") ~= nil end))
+    local pid = assert(tonumber(read_file(h.root .. "/pid")))
+    assert.is_true(wait_until(function() return not alive(pid) end))
+    assert.equal(0, h.srv:running())
+    assert.matches("cannot write to the client", h.logs[#h.logs], 1, true)
   end)
 
   it("serve() ends at end of input and kills running commands", function()

@@ -91,8 +91,9 @@ function M.server(opts)
     protocol = M.LATEST, client_capabilities = {},
   }, Server)
   self.write_line = opts.write or function(line)
-    io.stdout:write(line, "\n")
-    io.stdout:flush()
+    local ok, err = io.stdout:write(line, "\n")
+    if ok then ok, err = io.stdout:flush() end
+    if not ok then error("stdout: " .. tostring(err), 0) end
   end
   self.log = opts.log or function(line)
     io.stderr:write("moonbox mcp: ", line, "\n")
@@ -111,7 +112,13 @@ function Server:send(msg)
       error = { code = M.INTERNAL_ERROR, message = "the result could not be encoded as JSON" } }
   end
   local wok, werr = pcall(self.write_line, line)
-  if not wok then self.log("cannot write a message: " .. tostring(werr)) end
+  if not wok and not self.write_failed then
+    -- The client stopped reading: nobody can see an answer, so stop the work in flight.
+    self.write_failed = true
+    self.log("cannot write to the client (" .. tostring(werr) .. "); cancelling the calls in flight")
+    task.spawn(self.shutdown, self) -- from a task of its own: this may be a call's task
+
+  end
 end
 
 function Server:reply(id, result)
@@ -448,8 +455,9 @@ function M.serve(opts)
   if opts.output then
     local out = opts.output
     srv.write_line = function(line)
-      out:write(line, "\n")
-      out:flush()
+      local ok, err = out:write(line, "\n")
+      if ok then ok, err = out:flush() end
+      if not ok then error(tostring(err), 0) end
     end
   end
   while true do
