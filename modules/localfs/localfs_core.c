@@ -255,8 +255,10 @@ int lfs_open(const lfs_area *a, const char *rel, int flags)
   int err = errno;
   if (err == ENOSYS) atomic_store_explicit(&openat2_missing, 1, memory_order_relaxed);
   /* EXDEV: the path left the area lexically or met an absolute symlink. The walk tells an
-   * absolute link that points back inside (followed) from a real escape (EXDEV). */
-  if (err == ENOSYS || err == EXDEV) return walk_open(a, rel, flags);
+   * absolute link that points back inside (followed) from a real escape (EXDEV).
+   * EAGAIN: a ".." was met while a rename or mount happened anywhere on the host, so the kernel
+   * could not prove it stayed beneath (common on a busy machine); the walk answers instead. */
+  if (err == ENOSYS || err == EXDEV || err == EAGAIN) return walk_open(a, rel, flags);
   return -err;
 }
 
