@@ -6,6 +6,10 @@ local tmpdir = require "spec.support.tmpdir"
 
 local exe = os.getenv("MOONBOX_EXE") or "build/moonbox"
 
+-- How long a poll waits for what must happen: generous, since a poll returns as soon as it does
+-- (a 2-core CI machine running the sanitizer or coverage build can take seconds to start a host).
+local PATIENCE = 15
+
 local function read_file(path)
   local f = io.open(path)
   if not f then return nil end
@@ -16,7 +20,7 @@ end
 
 -- A pid is gone when /proc has no entry for it (a zombie would still have one).
 local function gone(pid, within)
-  local deadline = moonbox.now() + (within or 3)
+  local deadline = moonbox.now() + (within or PATIENCE)
   repeat
     if not io.open("/proc/" .. pid .. "/stat") then return true end
     moonbox.sleep(0.02)
@@ -26,7 +30,7 @@ end
 
 -- Dead: gone, or a zombie waiting for a parent that is not ours to reap it.
 local function dead(pid, within)
-  local deadline = moonbox.now() + (within or 3)
+  local deadline = moonbox.now() + (within or PATIENCE)
   repeat
     local stat = read_file("/proc/" .. pid .. "/stat")
     if not stat or stat:match("^%d+ %b() Z") then return true end
@@ -36,7 +40,7 @@ local function dead(pid, within)
 end
 
 local function wait_for_file(path, within)
-  local deadline = moonbox.now() + (within or 3)
+  local deadline = moonbox.now() + (within or PATIENCE)
   repeat
     local s = read_file(path)
     if s and s:match("%d+\n") then return s:match("%d+") end
