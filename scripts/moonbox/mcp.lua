@@ -173,6 +173,31 @@ end
 ---------------------------------------------------------------------------------------------
 -- tools/call
 
+-- JSON text must be UTF-8: bytes that are not (a command's binary output) become U+FFFD.
+local function utf8_clean(s)
+  if utf8.len(s) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local n, bad = utf8.len(s, i)
+    if n then
+      out[#out + 1] = s:sub(i)
+      break
+    end
+    out[#out + 1] = s:sub(i, bad - 1)
+    out[#out + 1] = "\u{FFFD}"
+    i = bad + 1
+  end
+  return table.concat(out)
+end
+M.utf8_clean = utf8_clean
+
+local function clean_strings(t)
+  for k, v in pairs(t) do
+    if type(v) == "string" then t[k] = utf8_clean(v) end
+  end
+  return t
+end
+
 local function content_of(result, path)
   if type(result) == "table" then
     if result.type == "image" then
@@ -181,7 +206,7 @@ local function content_of(result, path)
     return { type = "resource", resource = { uri = "file://" .. (path or "/document"),
       mimeType = result.media_type, blob = result.data } }
   end
-  return { type = "text", text = tostring(result) }
+  return { type = "text", text = utf8_clean(tostring(result)) }
 end
 
 -- Sends notifications/progress every progress_interval seconds until closed.
@@ -212,7 +237,9 @@ function Server:_run_call(name, args, token)
   if result == nil then result, is_error, structured = self.toolset:call(name, args) end
   local res = { content = json.array { content_of(result, type(args) == "table" and args.path) },
     isError = is_error == true }
-  if structured ~= nil and not is_error and self.protocol ~= "2025-03-26" then res.structuredContent = structured end
+  if structured ~= nil and not is_error and self.protocol ~= "2025-03-26" then
+    res.structuredContent = clean_strings(structured)
+  end
   return res
 end
 
@@ -472,6 +499,10 @@ function M.serve(opts)
   end
   -- Calls the client sent just before it closed its end get a moment to answer (its reading end
   -- may still be open); whatever still runs after that is cancelled and its commands killed.
+  if srv:running() > 0 then
+    srv.log(("the client closed its input; %d call(s) still running get %.2f s, then are cancelled")
+      :format(srv:running(), opts.grace or 0.25))
+  end
   local deadline = task.now() + (opts.grace or 0.25)
   while srv:running() > 0 and task.now() < deadline do task.sleep(0.005) end
   srv:shutdown()

@@ -41,10 +41,10 @@ function alive(pid) {
 }
 
 // Starts `moonbox mcp` on a fresh root and connects an SDK client; t.after cleans up.
-async function connect(t, { args = ["--preset", "permissive"], capabilities = {}, setup } = {}) {
+async function connect(t, { args = ["--preset", "permissive"], capabilities = {}, setup, sandbox = ["--sandbox", "local"] } = {}) {
   const root = tempRoot();
   const transport = new StdioClientTransport({
-    command: exe, args: ["mcp", "--root", root, "--sandbox", "local", ...args], stderr: "pipe",
+    command: exe, args: ["mcp", "--root", root, ...sandbox, ...args], stderr: "pipe",
   });
   let stderr = "";
   transport.stderr?.on("data", (d) => { stderr += d; });
@@ -119,6 +119,15 @@ test("calls each tool", async (t) => {
   assert.deepEqual(Buffer.from(img.content[0].data, "base64"), png);
 });
 
+test("the default sandbox (namespace where the kernel allows it, else local) runs commands", async (t) => {
+  const { client, stderr } = await connect(t, { sandbox: [] });
+  const r = await client.callTool({ name: "execute", arguments: { command: "echo $((6 * 7)) > n.txt; cat n.txt" } });
+  assert.equal(r.isError, false, text(r));
+  assert.match(text(r), /42/);
+  assert.match(text(await client.callTool({ name: "read_file", arguments: { path: "/n.txt" } })), /42/);
+  assert.match(stderr(), /sandbox (namespace|local)/);
+});
+
 test("hashline edits with --edit-format hashline", async (t) => {
   const { client, root } = await connect(t, { args: ["--preset", "permissive", "--edit-format", "hashline"] });
   fs.writeFileSync(path.join(root, "h.txt"), "first\nsecond\n");
@@ -163,7 +172,7 @@ test("cancelling a call kills its command", async (t) => {
 test("long execute calls report progress", async (t) => {
   const { client } = await connect(t);
   const seen = [];
-  const r = await client.callTool({ name: "execute", arguments: { command: "sleep 2.4; echo done" } }, undefined,
+  const r = await client.callTool({ name: "execute", arguments: { command: "sleep 3.2; echo done" } }, undefined,
     { onprogress: (p) => seen.push(p) });
   assert.match(text(r), /done/);
   assert.ok(seen.length >= 2, `progress notifications: ${JSON.stringify(seen)}`);
@@ -175,16 +184,14 @@ test("two calls in flight: a slow command does not block a read", async (t) => {
   const { client, root } = await connect(t);
   fs.writeFileSync(path.join(root, "quick.txt"), "quick\n");
   const order = [];
-  const slow = client.callTool({ name: "execute", arguments: { command: "sleep 1.5; echo slow" } })
+  const slow = client.callTool({ name: "execute", arguments: { command: "sleep 2; echo slow" } })
     .then((r) => { order.push("slow"); return r; });
   await sleep(100);
-  const started = Date.now();
   const quick = await client.callTool({ name: "read_file", arguments: { path: "/quick.txt" } });
   order.push("quick");
-  assert.ok(Date.now() - started < 1000, "the read was answered while the command ran");
   assert.match(text(quick), /quick/);
   assert.match(text(await slow), /slow/);
-  assert.deepEqual(order, ["quick", "slow"]);
+  assert.deepEqual(order, ["quick", "slow"], "the read was answered while the command ran");
 });
 
 test("asks go to the client through elicitation (accept and decline)", async (t) => {
@@ -220,18 +227,17 @@ test("without elicitation an ask is refused, naming the rule", async (t) => {
 });
 
 test("a client that goes away ends the server and its commands", async (t) => {
-  const { client, transport, root } = await connect(t);
+  const { client, transport, root, stderr } = await connect(t);
   const serverPid = transport.pid;
   const pending = client.callTool({ name: "execute", arguments: { command: "sleep 30 & echo $! > pid; wait" } })
     .catch(() => null);
   const pidFile = path.join(root, "pid");
   assert.ok(await waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, "utf8").trim() !== ""));
   const pid = Number(fs.readFileSync(pidFile, "utf8"));
-  const closed = Date.now();
   await client.close();
   await pending;
-  assert.ok(await waitFor(() => !alive(serverPid) && !alive(pid), 3000), "server and command are gone");
-  assert.ok(Date.now() - closed < 2000, "the server ended on end of input, not on a signal");
+  assert.ok(await waitFor(() => !alive(serverPid) && !alive(pid), 10000), "server and command are gone");
+  assert.match(stderr(), /the client closed its input; 1 call\(s\) still running/);
 });
 
 function inspector(args) {
