@@ -144,10 +144,15 @@ local function copy(v)
   return out
 end
 
+-- The offered tools, built once (they depend only on the toolset and the ruleset).
 function Server:definitions()
-  local defs = self.toolset:definitions()
-  if self.capability and self.capability.prepare_tools then defs = self.capability.prepare_tools(defs) end
-  return defs
+  if not self._defs then
+    local defs = self.toolset:definitions()
+    if self.capability and self.capability.prepare_tools then defs = self.capability.prepare_tools(defs) end
+    self._defs, self._offered = defs, {}
+    for _, d in ipairs(defs) do self._offered[d.name] = true end
+  end
+  return self._defs
 end
 
 function Server:tool_list()
@@ -235,8 +240,8 @@ function Server:_run_call(name, args, token)
     if not ok then result, is_error = "Error: " .. tostring(msg), true end
   end
   if result == nil then result, is_error, structured = self.toolset:call(name, args) end
-  local res = { content = json.array { content_of(result, type(args) == "table" and args.path) },
-    isError = is_error == true }
+  local path = type(args) == "table" and type(args.path) == "string" and args.path or nil
+  local res = { content = json.array { content_of(result, path) }, isError = is_error == true }
   if structured ~= nil and not is_error and self.protocol ~= "2025-03-26" then
     res.structuredContent = clean_strings(structured)
   end
@@ -250,9 +255,8 @@ function Server:_call(id, params)
     return self:fail(id, M.INVALID_PARAMS, "tools/call: 'arguments' must be an object")
   end
   if args == json.null then args = nil end
-  local known = false
-  for _, d in ipairs(self:definitions()) do known = known or d.name == name end
-  if not known then
+  self:definitions()
+  if not self._offered[name] then
     local names = {}
     for _, d in ipairs(self:definitions()) do names[#names + 1] = d.name end
     return self:fail(id, M.INVALID_PARAMS, ("Unknown tool '%s' (tools: %s)"):format(name, table.concat(names, ", ")))
