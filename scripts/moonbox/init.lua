@@ -30,6 +30,7 @@ local registry = {
   sandbox = { "moonbox.sandbox" },
   namespace_sandbox = { "moonbox.namespace_sandbox", "new" },
   docker_sandbox = { "moonbox.docker_sandbox", "new" },
+  kubernetes_sandbox = { "moonbox.kubernetes", "new" }, -- scripts/moonbox/kubernetes.lua
   permissions = { "moonbox.permissions" },
   -- HTTP on the loop (modules/http)
   http = { "moonbox.http" },
