@@ -22,7 +22,7 @@ local function read_file(path)
 end
 
 local function wait_until(pred, seconds)
-  local deadline = moonbox.now() + (seconds or 5)
+  local deadline = moonbox.now() + (seconds or 15)
   while not pred() do
     if moonbox.now() > deadline then return false end
     moonbox.sleep(0.01)
@@ -203,7 +203,7 @@ describe("moonbox.mcp server", function()
     h.initialize()
     h.send { jsonrpc = "2.0", id = "slow", method = "tools/call", params = { name = "execute",
       arguments = { command = "sleep 30 & echo $! > pid; wait" }, _meta = { progressToken = "tok" } } }
-    assert.is_true(wait_until(function() return read_file(h.root .. "/pid") ~= nil end))
+    assert.is_true(wait_until(function() return (read_file(h.root .. "/pid") or ""):match("%d+\n") ~= nil end))
     local pid = assert(tonumber(read_file(h.root .. "/pid")))
     write_file(h.root .. "/a.txt", "quick\n")
     local r = h.call(1, "read_file", { path = "/a.txt" }) -- answered while "slow" runs
@@ -318,7 +318,7 @@ describe("moonbox.mcp server", function()
     h.srv.write_line = function() error("Broken pipe", 0) end
     h.send { jsonrpc = "2.0", id = 1, method = "tools/call", params = { name = "execute",
       arguments = { command = "sleep 30 & echo $! > pid; wait" }, _meta = { progressToken = 7 } } }
-    assert.is_true(wait_until(function() return read_file(h.root .. "/pid") ~= nil end))
+    assert.is_true(wait_until(function() return (read_file(h.root .. "/pid") or ""):match("%d+\n") ~= nil end))
     local pid = assert(tonumber(read_file(h.root .. "/pid")))
     assert.is_true(wait_until(function() return not alive(pid) end))
     assert.equal(0, h.srv:running())
@@ -334,7 +334,7 @@ describe("moonbox.mcp server", function()
     }
     local input = { read_line = function()
       if #lines > 0 then return table.remove(lines, 1) end
-      wait_until(function() return read_file(h.root .. "/pid") ~= nil end)
+      wait_until(function() return (read_file(h.root .. "/pid") or ""):match("%d+\n") ~= nil end)
       return nil
     end }
     local t = moonbox.spawn(mcp.serve, { server = h.srv, input = input })

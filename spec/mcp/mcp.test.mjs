@@ -22,7 +22,7 @@ function tempRoot() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(pred, ms = 5000) {
+async function waitFor(pred, ms = 15000) {
   const deadline = Date.now() + ms;
   while (!pred()) {
     if (Date.now() > deadline) return false;
