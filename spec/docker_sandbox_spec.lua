@@ -106,6 +106,27 @@ describe("docker_sandbox", function()
       assert.is_nil(inspect(id))
     end)
 
+    it("mounts volumes: files written through the archive API and by commands land on the host", function()
+      local dir, remove = require("spec.support.tmpdir").make()
+      local sb = new { volumes = { [dir] = "/workspace" } }
+      assert(sb:write("/from-api.txt", "api\n"))
+      assert.equal(0, sb:execute("echo cmd > from-cmd.txt").exit_code)
+      local function slurp(p)
+        local f = assert(io.open(p))
+        local d = f:read("a")
+        f:close()
+        return d
+      end
+      assert.equal("api\n", slurp(dir .. "/from-api.txt"))
+      assert.equal("cmd\n", slurp(dir .. "/from-cmd.txt"))
+      local f = assert(io.open(dir .. "/from-host.txt", "w"))
+      f:write("host\n")
+      f:close()
+      assert.equal("     1\thost", sb:read("/from-host.txt"))
+      sb:stop { purge = true }
+      remove()
+    end)
+
     it("carries the daemon's message and status for an API error", function()
       local sb = new { image = "moonbox-test/no-such-image:1" }
       local ok, msg, code = sb:start()
