@@ -361,9 +361,10 @@ function M.new(opts)
   self.permissions = opts.permissions
   if opts.permissions then
     -- Every backend call goes through the permission guard (moonbox.guard): denied reads,
-    -- writes and commands come back as nil, "Permission denied ...", "DENIED".
+    -- writes and commands come back as nil, "Permission denied ...", "DENIED". A backend that
+    -- is guarded already is used as it is, so no operation is checked (or asked) twice.
     local gopts = { ask = opts.ask, ask_fallback = opts.ask_fallback or "error" }
-    self.backend = require("moonbox.guard").guard(opts.backend, opts.permissions, gopts)
+    self.backend = require("moonbox.guard").guarding(opts.backend, opts.permissions, gopts)
   end
   self.names = tool_names(opts)
   self.offered = {}
