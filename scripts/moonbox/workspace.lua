@@ -129,6 +129,25 @@ function M.open(opts)
     edit_format = edit_format, include_execute = kind_or_msg ~= "none",
     image_support = opts.image_support == true, document_support = opts.document_support == true,
   }
+  if policy and policy.tools then
+    -- the tenant's tool list: only these are offered, and a call of any other is refused
+    local allowed = {}
+    for _, n in ipairs(policy.tools) do allowed[n] = true end
+    local prepare, before = cap.prepare_tools, cap.before_tool_execute
+    cap.prepare_tools = function(defs)
+      local kept = {}
+      for _, d in ipairs(prepare(defs)) do
+        if allowed[d.name] then kept[#kept + 1] = d end
+      end
+      return kept
+    end
+    cap.before_tool_execute = function(name, args)
+      if not allowed[name] then
+        return nil, "Tool '" .. tostring(name) .. "' is not allowed by the tenant policy", "DENIED"
+      end
+      return before(name, args)
+    end
+  end
   local ws = {
     root = root, backend = guarded, raw_backend = backend, capability = cap, toolset = cap.toolset,
     ruleset = ruleset, policy = policy, sandbox_kind = kind_or_msg, limits = limits,
