@@ -5,7 +5,8 @@
 -- Shows the two built-in backends an agent's tools sit on: one in memory (state_backend) and
 -- one on disk (local_backend, confined to a temp directory this script makes and removes):
 -- reads with line numbers, an edit, a failed edit with the nearest-match help, a grep and a
--- glob. Every call here is what a model's read_file/edit_file/grep/glob tool call becomes.
+-- glob — then commands in a sandbox (with a timeout that kills), the permission gate with the
+-- rule that decided, and tool calls as a model makes them.
 local moonbox = require "moonbox"
 
 local function heading(text) io.write("\n== ", text, " ", string.rep("=", math.max(3, 72 - #text)), "\n\n") end
@@ -109,6 +110,41 @@ local function main(root)
   listing(disk:glob("**/*.py"))
   io.write('mem:glob("*.md")\n')
   listing(mem:glob("*.md"))
+
+  heading("7. Commands in a sandbox")
+  -- namespace isolation where the kernel allows it (fails closed: UNSUPPORTED, never unconfined)
+  local sb = moonbox.namespace_sandbox { root = root, memory = "256M", pids = 64 }
+  local ok_ns, why = sb:start()
+  if not ok_ns then
+    io.write("namespace sandbox unavailable here (", tostring(why), "); using host processes\n\n")
+    sb:stop()
+    sb = moonbox.local_sandbox { root = root }
+  end
+  local r = sb:execute("cd src && grep -c price app.py && id -u && ls / | tr '\\n' ' '")
+  io.write("sb:execute(\"cd src && grep -c price app.py && id -u && ls /\")\n")
+  io.write(string.format("  exit_code = %d, output:\n%s\n", r.exit_code, r.output))
+  local t = sb:execute("echo started; sleep 30; echo never", { timeout = 0.5 })
+  io.write("sb:execute(\"echo started; sleep 30\", { timeout = 0.5 })\n")
+  io.write(string.format("  timed_out = %s, exit_code = %d, partial output: %s\n\n", tostring(t.timed_out),
+    t.exit_code, (t.output:gsub("\n", "\\n"))))
+
+  heading("8. The permission gate")
+  local perms = require "moonbox.permissions"
+  local checker = perms.checker(perms.presets.DEFAULT)
+  for _, c in ipairs { { "read", "/src/app.py" }, { "read", "/.env" }, { "execute", "git status" },
+    { "execute", "echo hi; sudo rm -rf /" } } do
+    local action = checker:check(c[1], c[2])
+    io.write(string.format("  %-8s %-26s -> %-5s  %s\n", c[1], c[2], action, checker:explain(c[1], c[2]).summary))
+  end
+  io.write("\n")
+
+  heading("9. A tool call, as a model makes it")
+  local tools = moonbox.console_toolset { backend = sb, permissions = perms.presets.PERMISSIVE }
+  io.write('tools:call("grep", { pattern = "TODO_\\d+", output_mode = "content" })\n')
+  io.write(tools:call("grep", { pattern = "TODO_\\d+", output_mode = "content" }), "\n\n")
+  io.write('tools:call("edit_file", { path = "/nope.py", old_string = "x", new_string = "y" })\n')
+  io.write(tools:call("edit_file", { path = "/nope.py", old_string = "x", new_string = "y" }), "\n\n")
+  sb:stop()
 
   if disk.close then disk:close() end
   if mem.close then mem:close() end
