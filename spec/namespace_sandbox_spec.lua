@@ -40,7 +40,7 @@ local function host(cmd)
 end
 
 local function wait_for(path)
-  for _ = 1, 500 do
+  for _ = 1, 1500 do -- 15 s at least: a busy machine is slow to start a namespace
     local s = slurp(path)
     if s and s:find("\n") then return s end
     moonbox.sleep(0.01)
@@ -63,7 +63,7 @@ local function inside_pids(sb)
 end
 
 local function wait_for_file(path)
-  for _ = 1, 500 do
+  for _ = 1, 1500 do -- 15 s at least: a busy machine is slow to start a namespace
     if slurp(path) then return true end
     moonbox.sleep(0.01)
   end
@@ -192,18 +192,19 @@ describe("namespace_sandbox", function()
       local id = assert(sb:spawn("echo start; sleep 30"))
       assert.matches("^bg_%d+$", id)
       local out = ""
-      for _ = 1, 200 do
+      local deadline = moonbox.now() + 15 -- a busy machine may take seconds to start it
+      repeat
         out = out .. (sb:read_output(id).output or "")
         if out:find("start") then break end
         moonbox.sleep(0.01)
-      end
+      until moonbox.now() > deadline
       assert.matches("start", out)
       local listed = sb:list()
       assert.are.equal(id, listed[#listed].id)
       assert.is_true(listed[#listed].running)
       assert.is_true(#inside_pids(sb) > 0)
       assert.is_true(sb:kill(id))
-      for _ = 1, 200 do
+      for _ = 1, 1500 do -- up to 15 s on a busy machine
         if #inside_pids(sb) == 0 then break end
         moonbox.sleep(0.01)
       end
@@ -374,7 +375,7 @@ describe("namespace_sandbox", function()
       wait_for_file(root .. "/started")
       assert.is_true(#inside_pids(sb) > 0)
       assert.is_true(t:cancel())
-      for _ = 1, 200 do
+      for _ = 1, 1500 do -- up to 15 s on a busy machine
         if #inside_pids(sb) == 0 then break end
         moonbox.sleep(0.01)
       end
@@ -410,7 +411,7 @@ describe("namespace_sandbox", function()
       if early and early.exit_code == 0 then
         assert.matches("^1000\n.*moonbox%-nsexec %-%-join", early.output)
       end
-      for _ = 1, 200 do
+      for _ = 1, 1500 do -- up to 15 s on a busy machine
         if not gone:is_alive() then break end
         moonbox.sleep(0.01)
       end

@@ -742,11 +742,12 @@ describe("shell tools over local_sandbox", function()
     local started = ts:call("run_in_background", { command = "echo ready; sleep 30" })
     assert.matches("^Started background shell bg_1 %(pid %d+%)%.\nUse read_output%('bg_1'%)", started)
     local out
-    for _ = 1, 200 do
+    local deadline = moonbox.now() + 15 -- a shell on a busy machine may take seconds to start
+    repeat
       out = ts:call("read_output", { shell_id = "bg_1" })
       if out:find("ready", 1, true) then break end
       moonbox.sleep(0.01)
-    end
+    until moonbox.now() > deadline
     assert.equal("[bg_1] running\nready", out)
     assert.equal("[bg_1] running\n(no new output)", ts:call("read_output", { shell_id = "bg_1" }))
     assert.equal("bg_1  running  echo ready; sleep 30", ts:call("list_shells"))
