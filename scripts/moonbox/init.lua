@@ -31,6 +31,7 @@ local registry = {
   namespace_sandbox = { "moonbox.namespace_sandbox", "new" },
   docker_sandbox = { "moonbox.docker_sandbox", "new" },
   kubernetes_sandbox = { "moonbox.kubernetes", "new" }, -- scripts/moonbox/kubernetes.lua
+  daytona_sandbox = { "moonbox.daytona", "new" }, -- scripts/moonbox/daytona.lua
   permissions = { "moonbox.permissions" },
   -- HTTP on the loop (modules/http)
   http = { "moonbox.http" },
