@@ -297,7 +297,10 @@ describe("kubernetes_sandbox against the fake API server", function()
       assert.matches("err\n", r.output, 1, true)
       assert.equal(0, r.exit_code)
       assert.is_false(r.timed_out)
+      local before = sb.last_activity
+      moonbox.sleep(0.01)
       assert.equal(7, sb:execute("exit 7").exit_code)
+      assert.is_true(sb.last_activity > before)
       assert.equal(127, sb:execute("no-such-command-xyz").exit_code)
       assert.equal("number", type(r.duration))
     end)
@@ -393,5 +396,60 @@ describe("kubernetes_sandbox against the fake API server", function()
     assert.equal(data, sb:read_bytes("/bin.dat"))
     assert.equal(#data, sb:ls("/")[1].size)
     assert(sb:stop())
+  end)
+end)
+
+describe("kubernetes_sandbox over TLS with a client certificate (fake API server)", function()
+  local certs, rm_certs, fake
+  setup(function()
+    certs, rm_certs = tmpdir.make()
+    assert(fake_k8s.make_certs(certs))
+    fake = fake_k8s.start { tls = certs }
+    fake.configure { readyAfter = 0 }
+  end)
+  teardown(function()
+    fake.stop()
+    rm_certs()
+  end)
+
+  local function read(name)
+    local f = assert(io.open(certs .. "/" .. name, "rb"))
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+
+  local function kubeconfig(with_cert)
+    local lines = {
+      "clusters:", "- name: tls", "  cluster:", "    server: " .. fake.url,
+      "    certificate-authority-data: " .. codec.base64_encode(read("ca.pem")),
+      "contexts:", "- name: t", "  context:", "    cluster: tls", "    user: u", "current-context: t",
+      "users:", "- name: u", "  user:",
+    }
+    if with_cert then
+      lines[#lines + 1] = "    client-certificate-data: " .. codec.base64_encode(read("client.pem"))
+      lines[#lines + 1] = "    client-key-data: " .. codec.base64_encode(read("client.key"))
+    else
+      lines[#lines + 1] = "    token: none"
+    end
+    local path = certs .. (with_cert and "/with-cert" or "/without-cert")
+    write(path, table.concat(lines, "\n") .. "\n")
+    return path
+  end
+
+  it("authenticates pod calls and the exec WebSocket with the kubeconfig's client certificate and CA", function()
+    local sb = assert(moonbox.kubernetes_sandbox { image = "x", kubeconfig = kubeconfig(true), sandbox_id = "tls" })
+    assert.is_true(sb:start())
+    local r = assert(sb:execute("echo secure"))
+    assert.equal("secure\n", r.stdout)
+    assert.is_true(sb:stop())
+  end)
+
+  it("fails to connect without a client certificate", function()
+    local sb = assert(moonbox.kubernetes_sandbox { image = "x", kubeconfig = kubeconfig(false), sandbox_id = "nocert" })
+    local ok, msg, code = sb:start()
+    assert.is_nil(ok)
+    assert.is_string(code)
+    assert.matches("create pod pab-sandbox-nocert", msg, 1, true)
   end)
 end)

@@ -92,6 +92,7 @@ function Sandbox:_process(command, timeout, cwd)
     return nil, msg, code
   end
   local ec = math.tointeger(v.exitCode) or 1
+  self.last_activity = task.now()
   return { output = type(v.result) == "string" and v.result or "", exit_code = ec, timed_out = ec == 124 }
 end
 
@@ -215,6 +216,7 @@ function M.new(opts)
     _key = key,
     _timeout = opts.timeout or 1800,
     _max_output = math.tointeger(opts.max_output or MAX_OUTPUT),
+    last_activity = task.now(), -- task.now() seconds, as the session manager reads it
   }, M._meta)
   self.root = self.work_dir
   local startup = opts.startup_timeout or 180

@@ -571,7 +571,8 @@ function M.new(opts)
     _max_output = math.tointeger(opts.max_output or MAX_OUTPUT),
     _delete = opts.delete_on_stop ~= false,
     _started = false,
-    last_activity = os.time(),
+    last_activity = task.now(), -- task.now() seconds, as the session manager reads it
+    idle_timeout = opts.idle_timeout or 3600, -- for a session manager; the pod itself never idles out
   }, M._meta)
   local function run(script, timeout)
     local r, rmsg, rcode = self:_exec(script, timeout, 1 << 30)
@@ -710,7 +711,7 @@ function Sandbox:_exec(script, timeout, max_output)
     if not r then return nil, msg, code end
   end
   r.duration = task.now() - t0
-  self.last_activity = os.time()
+  self.last_activity = task.now()
   return r
 end
 
@@ -773,7 +774,7 @@ function Sandbox:read_output(id) return self._bg:read_output(id) end
 function Sandbox:kill(id) return self._bg:kill(id) end
 function Sandbox:list() return self._bg:list() end
 function Sandbox:kill_all() return self._bg:kill_all() end
-function Sandbox:touch() self.last_activity = os.time() end
+function Sandbox:touch() self.last_activity = task.now() end
 
 M.Sandbox = Sandbox
 M.kubernetes_sandbox = M.new

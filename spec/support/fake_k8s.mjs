@@ -18,9 +18,11 @@
 // the fake takes). The in-pod agent of http mode is served on the same port: GET /health,
 // POST /exec {command, timeout_seconds} -> {output, exit_code, truncated}, checked against the
 // pod's SANDBOX_EXEC_TOKEN (header X-Sandbox-Token).
+// With --tls DIR the same surface is served over HTTPS/WSS and requires a client certificate.
 // Test controls: GET /_fake/state (pods, deleted names, delete bodies, requests), POST /_fake/config
 // {readyAfter, phase}, GET /_shutdown.
 import http from "node:http";
+import https from "node:https";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -30,6 +32,9 @@ import { accept } from "./ws_server.mjs";
 const argv = process.argv;
 const opt = (name, dflt) => (argv.indexOf(name) > 0 ? argv[argv.indexOf(name) + 1] : dflt);
 const TOKEN = opt("--token", "fake-token");
+// --tls DIR: HTTPS with DIR/server.pem + DIR/server.key, client certificates signed by DIR/ca.pem
+// required at the handshake (a verified certificate then authenticates like a token).
+const TLS_DIR = opt("--tls", null);
 const base = fs.mkdtempSync(path.join(os.tmpdir(), "fake-k8s-"));
 const config = { readyAfter: 300, phase: null };
 const pods = new Map(); // ns/name -> { pod, created, dir, children:Set }
@@ -43,7 +48,8 @@ function sendJSON(res, code, obj) {
   res.writeHead(code, { "Content-Type": "application/json" });
   res.end(JSON.stringify(obj));
 }
-const authorized = (req) => req.headers.authorization === `Bearer ${TOKEN}`;
+const authorized = (req) =>
+  req.headers.authorization === `Bearer ${TOKEN}` || (TLS_DIR !== null && req.socket.authorized === true);
 
 function mapArg(pod, s) {
   return s.replace(/\/tmp\/moonbox-bg|\/workspace/g, (m) => (m === "/workspace" ? pod.dir + "/workspace" : pod.dir + "/bg"));
@@ -95,7 +101,7 @@ function readBody(req) {
 
 const POD_RE = /^\/api\/v1\/namespaces\/([^/]+)\/pods(?:\/([^/]+))?(\/exec)?$/;
 
-const server = http.createServer(async (req, res) => {
+async function handle(req, res) {
   const url = new URL(req.url, "http://x");
   const body = await readBody(req);
   if (url.pathname === "/_shutdown") {
@@ -164,7 +170,14 @@ const server = http.createServer(async (req, res) => {
     return sendJSON(res, 200, { ...p.pod, status: { phase: "Running" } });
   }
   return status(res, 405, "MethodNotAllowed", "method not allowed");
-});
+}
+
+const server = TLS_DIR
+  ? https.createServer({
+    key: fs.readFileSync(TLS_DIR + "/server.key"), cert: fs.readFileSync(TLS_DIR + "/server.pem"),
+    ca: fs.readFileSync(TLS_DIR + "/ca.pem"), requestCert: true, rejectUnauthorized: true,
+  }, handle)
+  : http.createServer(handle);
 
 server.on("upgrade", (req, socket) => {
   const url = new URL(req.url, "http://x");
