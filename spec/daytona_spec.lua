@@ -77,6 +77,11 @@ describe("daytona_sandbox (fake Daytona API)", function()
     assert.is_nil(none)
     assert.equal("NOT_FOUND", code)
     assert.matches("HTTP 404: Sandbox with ID no-such-id not found", msg, 1, true)
+    -- an id is one path segment: "../sandbox" does not reach another endpoint
+    none, msg, code = sandbox { sandbox_id = "x/../../sandbox" }
+    assert.is_nil(none)
+    assert.equal("NOT_FOUND", code)
+    assert.matches("x%2F..%2F..%2Fsandbox", msg, 1, true)
     assert(a:stop())
   end)
 

@@ -40,6 +40,11 @@ local function urlencode(s)
   return (s:gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
+-- A path segment: "/" escaped too, so an id cannot reach another endpoint.
+local function segment(s)
+  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
 local function random_hex(n)
   local f = io.open("/dev/urandom", "rb")
   local bytes = f and f:read(n) or tostring(os.time()) .. tostring(os.clock())
@@ -80,7 +85,7 @@ function Sandbox:_json(method, path, what, body)
   return v
 end
 
-function Sandbox:_toolbox(rest) return "/toolbox/" .. urlencode(self.id) .. "/toolbox" .. rest end
+function Sandbox:_toolbox(rest) return "/toolbox/" .. segment(self.id) .. "/toolbox" .. rest end
 
 -- Runs `sh -c command` in dir; { output, exit_code, timed_out } | nil, msg, CODE.
 function Sandbox:_process(command, timeout, cwd)
@@ -99,7 +104,7 @@ end
 function Sandbox.start(_) return true end
 
 function Sandbox:info()
-  return self:_json("GET", "/sandbox/" .. urlencode(self.id), "sandbox info")
+  return self:_json("GET", "/sandbox/" .. segment(self.id), "sandbox info")
 end
 
 function Sandbox:is_alive()
@@ -112,7 +117,7 @@ function Sandbox:stop()
   if self._stopped then return true end
   self._bg:kill_all()
   self._stopped = true
-  local ok, msg, code = self:_call("DELETE", "/sandbox/" .. urlencode(self.id), "delete sandbox")
+  local ok, msg, code = self:_call("DELETE", "/sandbox/" .. segment(self.id), "delete sandbox")
   if not ok and code ~= "NOT_FOUND" then return nil, msg, code end
   return true
 end
@@ -259,7 +264,7 @@ function M.new(opts)
     local r = self:_process("echo ready", 5)
     if r and r.exit_code == 0 and r.output:find("ready", 1, true) then break end
     if task.now() + interval > deadline then
-      self:_call("DELETE", "/sandbox/" .. urlencode(self.id), "delete sandbox")
+      self:_call("DELETE", "/sandbox/" .. segment(self.id), "delete sandbox")
       return nil, string.format("Daytona sandbox failed to start within %s seconds", startup), "TIMEOUT"
     end
     task.sleep(interval)
