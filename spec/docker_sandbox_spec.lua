@@ -226,6 +226,31 @@ describe("docker_sandbox", function()
     end)
   end)
 
+  describe("files", function()
+    it("replaces a file by rename: a reader holding it open keeps the old bytes, no temp file is left", function()
+      local sb = new { container_name = prefix .. "atomic" }
+      assert(sb:write("/dir/a.txt", "old\n"))
+      -- a reader that opened the old file keeps reading it; a rename never truncates it in place
+      local bg = assert(sb:spawn("exec 3</workspace/dir/a.txt; sleep 0.5; cat <&3"))
+      moonbox.sleep(0.2)
+      assert(sb:write("/dir/a.txt", "new\n"))
+      assert(sb:edit("/dir/a.txt", "new", "newer"))
+      local out = ""
+      local deadline = moonbox.now() + 10
+      repeat
+        local r = assert(sb:read_output(bg))
+        out = out .. r.output
+        if not r.running then break end
+        moonbox.sleep(0.05)
+      until moonbox.now() > deadline
+      assert.equal("old\n", out)
+      assert.equal("newer\n", sb:read_bytes("/dir/a.txt"))
+      local ls = assert(sb:execute("ls -a /workspace/dir"))
+      assert.equal(".\n..\na.txt\n", ls.output)
+      sb:stop { purge = true }
+    end)
+  end)
+
   describe("background processes", function()
     local sb
     setup(function() sb = new { container_name = prefix .. "bg" } end)

@@ -729,6 +729,8 @@ function Sandbox:exists(path)
   return st ~= nil and not st.is_dir
 end
 
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
 function Sandbox:_write(what, v, cpath, content, mode)
   local st, msg, code = self:_stat(cpath)
   if msg then return nil, msg, code end
@@ -739,10 +741,21 @@ function Sandbox:_write(what, v, cpath, content, mode)
   ok, msg, code = self:_put_dirs(dir)
   if not ok then return nil, what .. " " .. v .. ": " .. msg, code end
   local uid, gid = self:_owner()
-  local tar = native.tar_encode { { name = name, type = "file", data = content, mode = mode or (st and st.mode) or 420,
+  -- Atomic for readers inside the container too: the archive goes in under a temporary name in
+  -- the same directory and rename(2) (an exec of mv) puts it in place, so nobody ever sees a
+  -- half-written or missing file. (Docker's extraction itself unlinks and refills the target.)
+  local tmp = string.format(".mb-%s-%06d.tmp", (name:sub(1, 40):gsub("[^%w._-]", "_")), math.random(0, 999999))
+  local tar = native.tar_encode { { name = tmp, type = "file", data = content, mode = mode or (st and st.mode) or 420,
     mtime = os.time(), uid = uid, gid = gid } }
   ok, msg, code = self:_put(dir, tar)
   if not ok then return nil, msg, code end
+  local tmp_path = (dir == "/" and "" or dir) .. "/" .. tmp
+  local r, emsg, ecode = self:execute("mv -f -- " .. sh_quote(tmp_path) .. " " .. sh_quote(cpath), { timeout = 60 })
+  if not r or r.exit_code ~= 0 then
+    self:execute("rm -f -- " .. sh_quote(tmp_path), { timeout = 30 })
+    return nil, string.format("%s %s: could not move the written file into place: %s", what, v,
+      r and r.output or tostring(emsg)), r and "EIO" or ecode
+  end
   return true
 end
 
