@@ -5,7 +5,8 @@
 --   local ws, msg, code = workspace.open {
 --     root = "/srv/ws",                 -- default: the current directory
 --     preset = "default" | "readonly" | "permissive" | "strict",
---     policy = "tenants/alice.lua",     -- a tenant policy (moonbox.policy); wins over preset; its
+--     policy = "tenants/alice.lua",     -- a tenant policy (moonbox.policy); wins over preset
+--     policy_timeout = 0.5,             -- its deadline (seconds) for loading and each decide; its
 --                                       -- routes are mounted and its decide narrows the rules
 --     sandbox = "namespace" | "local" | "docker" | "none" | nil (namespace where supported, else local)
 --     edit_format = "str_replace" | "hashline",
@@ -68,7 +69,9 @@ function M.open(opts)
   local root = opts.root or cwd()
   local ruleset, policy, limits = nil, nil, {}
   if opts.policy then
-    local p, msg, code = moonbox.policy.load(opts.policy)
+    -- a deadline that a busy machine cannot trip on an honest policy, still short enough to stop
+    -- one that loops (moonbox.policy's default, 50 ms of wall-clock time, is for per-call use)
+    local p, msg, code = moonbox.policy.load(opts.policy, { timeout = opts.policy_timeout or 0.5 })
     if not p then return nil, "policy " .. opts.policy .. ": " .. tostring(msg), code end
     policy = p
     ruleset = p.ruleset
