@@ -157,6 +157,13 @@ const server = http.createServer(async (req, res) => {
   return fail(res, 405, "Method not allowed");
 });
 
+for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) {
+  process.on(sig, () => {
+    for (const x of boxes.values()) killBox(x);
+    fs.rmSync(base, { recursive: true, force: true });
+    process.exit(0);
+  });
+}
 server.listen(0, "127.0.0.1", () => process.stdout.write(`PORT ${server.address().port}\n`));
 const parent = Number(opt("--parent", 0));
 if (parent) {

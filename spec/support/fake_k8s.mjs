@@ -216,6 +216,13 @@ server.on("upgrade", (req, socket) => {
   });
 });
 
+for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) {
+  process.on(sig, () => {
+    for (const x of pods.values()) killPod(x);
+    fs.rmSync(base, { recursive: true, force: true });
+    process.exit(0);
+  });
+}
 server.listen(0, "127.0.0.1", () => process.stdout.write(`PORT ${server.address().port}\n`));
 const parent = Number(opt("--parent", 0));
 if (parent) {
