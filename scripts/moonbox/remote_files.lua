@@ -192,26 +192,41 @@ function Files:_store(what, p, content)
     if data ~= "O" then return fail("EIO", "%s %s: unexpected answer from the sandbox", what, p) end
     return true
   end
+  -- Atomic: the bytes go to a temporary file beside the target, then rename(2) puts it in place
+  -- (keeping an existing file's mode), so no reader sees a half-written or missing file.
+  local tmp = remote .. string.format(".mb-%06d.tmp", math.random(0, 999999))
+  local function finish()
+    return check(self:_run64(what, "f=" .. q(remote) .. "\nt=" .. q(tmp) .. "\n"
+      .. "if [ -f \"$f\" ]; then chmod \"$(stat -c %a \"$f\" 2>/dev/null || echo 644)\" \"$t\" 2>/dev/null; fi\n"
+      .. "mv -f \"$t\" \"$f\" && printf O || { rm -f \"$t\"; printf E; }", FILE_OP_TIMEOUT))
+  end
+  local function discard() self:_run64(what, "rm -f " .. q(tmp) .. "; printf O", FILE_OP_TIMEOUT) end
   if self._write_raw then
     local ok, msg, code = check(self:_run64(what, head .. "printf O", FILE_OP_TIMEOUT))
     if not ok then return nil, msg, code end
-    local done, wmsg, wcode = self._write_raw(remote, content)
-    if not done then return nil, what .. " " .. p .. ": " .. tostring(wmsg), wcode end
-    return true
+    local done, wmsg, wcode = self._write_raw(tmp, content)
+    if not done then
+      discard()
+      return nil, what .. " " .. p .. ": " .. tostring(wmsg), wcode
+    end
+    return finish()
   end
   local first = true
   local pos = 1
   repeat
     local piece = content:sub(pos, pos + CHUNK - 1)
     pos = pos + CHUNK
-    local body = (first and head or "f=" .. q(remote) .. "\n")
+    local body = (first and head or "f=" .. q(remote) .. "\n") .. "t=" .. q(tmp) .. "\n"
       .. "printf %s " .. q(backend.base64_encode(piece)) .. " | base64 -d " .. (first and ">" or ">>")
-      .. " \"$f\" && printf O || printf E"
+      .. " \"$t\" && printf O || printf E"
     local ok, msg, code = check(self:_run64(what, body, FILE_OP_TIMEOUT))
-    if not ok then return nil, msg, code end
+    if not ok then
+      if not first then discard() end
+      return nil, msg, code
+    end
     first = false
   until pos > #content
-  return true
+  return finish()
 end
 
 function Files:write(path, content)
