@@ -125,15 +125,7 @@ end
 local execute_options = { timeout = "number", cwd = "string" }
 
 local function check_exec_args(where, command, opts)
-  if type(command) ~= "string" then error(where .. ": command must be a string, not a " .. type(command), 3) end
-  if opts ~= nil and type(opts) ~= "table" then error(where .. ": options must be a table", 3) end
-  for k, v in pairs(opts or {}) do
-    local want = execute_options[k]
-    if not want then error(where .. ": unknown option '" .. tostring(k) .. "'", 3) end
-    if type(v) ~= want then error(where .. ": " .. k .. " must be a " .. want, 3) end
-  end
-  if command:find("\0", 1, true) then return nil, where .. ": the command contains a NUL byte", "INVALID" end
-  return true
+  return remote_files.check_exec_args(where, command, opts, execute_options, 4)
 end
 
 function Sandbox:_cwd(cwd)

@@ -453,6 +453,22 @@ function Bg:kill_all()
   return true
 end
 
+--- Checks execute/spawn arguments for a remote sandbox: a string command, an options table with
+--- only the `allowed` keys ({name = "type"}); misuse raises at `level`; a NUL byte in the command
+--- is an expected failure (nil, msg, "INVALID").
+function M.check_exec_args(where, command, opts, allowed, level)
+  level = level or 3
+  if type(command) ~= "string" then error(where .. ": command must be a string, not a " .. type(command), level) end
+  if opts ~= nil and type(opts) ~= "table" then error(where .. ": options must be a table", level) end
+  for k, v in pairs(opts or {}) do
+    local want = allowed[k]
+    if not want then error(where .. ": unknown option '" .. tostring(k) .. "'", level) end
+    if type(v) ~= want then error(where .. ": " .. k .. " must be a " .. want, level) end
+  end
+  if command:find("\0", 1, true) then return nil, where .. ": the command contains a NUL byte", "INVALID" end
+  return true
+end
+
 function M.new(opts)
   return setmetatable({ root = opts.root, _run = opts.run, _read_raw = opts.read_raw, _write_raw = opts.write_raw },
     Files)
