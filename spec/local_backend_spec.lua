@@ -375,7 +375,136 @@ describe("local_backend writes", function()
       assert(b:write(p, s .. "!"))
       assert.equal(s .. "!", slurp(root .. p))
     end
+    -- the spare inode of the burst never shows in the backend's own listing, which removes it
+    assert.same({ "/f1", "/f2", "/f3", "/f4", "/f5" }, paths(b:ls("/")))
     assert.equal("f1\nf2\nf3\nf4\nf5\n", listing(root))
+  end)
+
+  describe("edit bursts", function()
+    local function ino(path)
+      local p = assert(io.popen("stat -c %i " .. q(path)))
+      local s = p:read("l")
+      p:close()
+      return s
+    end
+    local function spare_name(dir)
+      return listing(dir):match("(%.mb%-%x+%.tmp)\n")
+    end
+
+    it("reuse the inode replaced one write earlier, and leave whole files only", function()
+      assert(b:write("/big.txt", "v1\n"))
+      local first = ino(root .. "/big.txt")
+      assert(b:write("/big.txt", string.rep("v2\n", 5000)))
+      local t = moonbox.now()
+      assert(b:write("/big.txt", "v3\n")) -- shorter than what the reused inode held
+      local quick = moonbox.now() - t < 0.04
+      assert.equal("v3\n", slurp(root .. "/big.txt"))
+      assert.equal("v3\n", b:read_bytes("/big.txt"))
+      if quick then -- within the burst window the spare (version 1's inode) took version 3
+        assert.equal(first, ino(root .. "/big.txt"))
+      end
+      -- until the burst is over the spare is a hidden file holding the version replaced last
+      local spare = assert(spare_name(root))
+      assert.equal(string.rep("v2\n", 5000), slurp(root .. "/" .. spare))
+      b:flush()
+      assert.equal("big.txt\n", listing(root))
+      assert(b:edit("/big.txt", "v3", "v4"))
+      assert.equal("v4\n", slurp(root .. "/big.txt"))
+    end)
+
+    it("shrink and grow files exactly when edits reuse a bigger or smaller spare", function()
+      local body = "head\n" .. string.rep("x\n", 3000) .. "tail\n"
+      assert(b:write("/e.txt", body))
+      assert(b:write("/e.txt", body))
+      assert.same({ path = "/e.txt", occurrences = 1 }, b:edit("/e.txt", string.rep("x\n", 3000), ""))
+      assert.equal("head\ntail\n", slurp(root .. "/e.txt"))
+      assert(b:edit("/e.txt", "head", string.rep("h", 10000)))
+      assert.equal(string.rep("h", 10000) .. "\ntail\n", slurp(root .. "/e.txt"))
+      assert(b:edit("/e.txt", "\ntail\n", ""))
+      assert.equal(string.rep("h", 10000), slurp(root .. "/e.txt"))
+      assert(b:edit("/e.txt", "hh", "H", true))
+      assert.equal(string.rep("H", 5000), slurp(root .. "/e.txt"))
+      b:flush()
+      assert.equal("e.txt\n", listing(root))
+    end)
+
+    it("end by themselves when the writes stop", function()
+      assert(b:write("/a.txt", "1"))
+      assert(b:write("/a.txt", "2"))
+      moonbox.sleep(0.2)
+      assert.equal("a.txt\n", listing(root))
+      local first = ino(root .. "/a.txt")
+      assert(b:write("/a.txt", "3")) -- a new burst: a fresh inode, not the old spare
+      assert.are_not.equal(first, ino(root .. "/a.txt"))
+      assert.equal("3", slurp(root .. "/a.txt"))
+    end)
+
+    it("never write into a spare someone linked", function()
+      assert(b:write("/f.txt", "v1\n"))
+      assert(b:write("/f.txt", "v2\n"))
+      local spare = assert(spare_name(root))
+      sh("ln " .. q(root .. "/" .. spare) .. " " .. q(root .. "/linked.txt"))
+      assert(b:write("/f.txt", "v3\n"))
+      assert.equal("v1\n", slurp(root .. "/linked.txt"))
+      assert.equal("v3\n", slurp(root .. "/f.txt"))
+      b:flush()
+      assert.equal("f.txt\nlinked.txt\n", listing(root))
+    end)
+
+    it("never write through a symlink swapped in for the spare", function()
+      local outside, remove_outside = tmp.make()
+      spit(outside .. "/victim", "victim\n")
+      assert(b:write("/f.txt", "v1\n"))
+      assert(b:write("/f.txt", "v2\n"))
+      local spare = assert(spare_name(root))
+      sh("rm " .. q(root .. "/" .. spare) .. " && ln -s " .. q(outside .. "/victim") .. " "
+        .. q(root .. "/" .. spare))
+      assert(b:write("/f.txt", "v3\n"))
+      assert.equal("victim\n", slurp(outside .. "/victim"))
+      assert.equal("v3\n", slurp(root .. "/f.txt"))
+      b:flush()
+      -- a name that no longer holds our file is not ours to remove
+      assert.equal(spare .. "\nf.txt\n", listing(root))
+      remove_outside()
+    end)
+
+    it("give each write the target's current mode", function()
+      assert(b:write("/m.sh", "1"))
+      assert(b:write("/m.sh", "2"))
+      sh("chmod 700 " .. q(root .. "/m.sh"))
+      assert(b:write("/m.sh", "3"))
+      assert.equal("700", mode_of(root .. "/m.sh"))
+      sh("chmod 640 " .. q(root .. "/m.sh"))
+      assert(b:edit("/m.sh", "3", "4"))
+      assert.equal("640", mode_of(root .. "/m.sh"))
+      assert.equal("4", slurp(root .. "/m.sh"))
+    end)
+
+    it("across directories keep every file whole and leave nothing behind", function()
+      for i = 1, 4 do
+        assert(b:write("/a/x.txt", "a" .. i))
+        assert(b:write("/b/y.txt", "b" .. i))
+        assert(b:write("/a/x.txt", "A" .. i))
+      end
+      assert.equal("A4", slurp(root .. "/a/x.txt"))
+      assert.equal("b4", slurp(root .. "/b/y.txt"))
+      assert.same({ "/a/x.txt", "/b/y.txt" }, paths(b:glob("**/*.txt")))
+      assert.equal("x.txt\n", listing(root .. "/a"))
+      assert.equal("y.txt\n", listing(root .. "/b"))
+    end)
+
+    it("leave nothing behind when the process exits without closing the state", function()
+      local script = os.tmpname()
+      spit(script, [[
+        local b = assert(require("moonbox").local_backend{ root = ... })
+        for i = 1, 3 do assert(b:write("/x.txt", ("x"):rep(i))) end
+        os.exit(0)
+      ]])
+      sh(exe .. " run " .. q(script) .. " " .. q(root))
+      os.remove(script)
+      assert.equal("x.txt\n", listing(root))
+      assert.equal("xxx", slurp(root .. "/x.txt"))
+    end)
   end)
 
   it("edits byte-exactly and keeps CRLF, a late NUL and a missing final newline", function()

@@ -101,6 +101,21 @@ describe("local_sandbox", function()
   end)
 
   describe("files", function()
+    it("show commands no trace of an edit burst's spare inode", function()
+      for i = 1, 3 do assert(sb:write("/a.txt", "v" .. i .. "\n")) end
+      assert(sb:edit("/a.txt", "v3", "v4"))
+      assert.equal("a.txt\nv4\n", sb:execute("ls -A; cat a.txt").output)
+      for i = 1, 3 do assert(sb:write("/sub/b.txt", "w" .. i)) end
+      local p = assert(sb:spawn("ls -A sub"))
+      local out = ""
+      repeat
+        local r = assert(sb:read_output(p))
+        out = out .. r.output
+        if r.running then moonbox.sleep(0.01) end
+      until not r.running
+      assert.equal("b.txt\n", out)
+    end)
+
     it("are the local backend's, on the same root", function()
       assert.equal("/notes.md", sb:write("/notes.md", "hi\n").path)
       assert.equal("     1\thi", sb:read("/notes.md"))

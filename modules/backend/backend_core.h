@@ -131,6 +131,12 @@ size_t mb_count_lines(const char *data, size_t len);
 mb_code mb_edit_apply(const char *data, size_t len, const char *old_s, size_t old_len,
                       const char *new_s, size_t new_len, bool replace_all, const char *path,
                       mb_buf *out, size_t *occurrences, mb_buf *err);
+/* mb_edit_apply's checks and messages for a single replacement (no replace_all), without the
+ * copy: on success *at is the offset of the one occurrence, and the new content is
+ * data[0, at) + new_s + data[at + old_len, len) — for callers that write those three pieces. */
+mb_code mb_edit_locate(const char *data, size_t len, const char *old_s, size_t old_len,
+                       const char *new_s, size_t new_len, const char *path, size_t *at,
+                       mb_buf *err);
 
 /* First occurrence of needle nd in h, or NULL (h itself for an empty needle). Faster than
  * memmem on source text, where common prefixes repeat on every line (backend_find.c). */

@@ -405,16 +405,15 @@ static size_t line_of(const char *data, const char *at, const char **from, size_
   return *line;
 }
 
-mb_code mb_edit_apply(const char *data, size_t len, const char *old_s, size_t old_len,
-                      const char *new_s, size_t new_len, bool replace_all, const char *path,
-                      mb_buf *out, size_t *occurrences, mb_buf *err)
+/* Everything mb_edit_apply checks before it copies; on success *at is the first occurrence. */
+static mb_code edit_check(const char *data, size_t len, const char *old_s, size_t old_len,
+                          const char *new_s, size_t new_len, bool replace_all, const char *path,
+                          const char **at, mb_buf *err)
 {
   /* Messages read "edit /path: ..." or, without a path, "edit: ...". */
   char name[MB_PATH_MAX + 2] = "";
   if (path && *path) snprintf(name, sizeof name, " %s", path);
-  mb_buf_reset(out);
   mb_buf_reset(err);
-  *occurrences = 0;
   if (old_len == 0) {
     mb_buf_printf(err,
                   "edit%s: old text is empty; give the exact text to replace (use write to "
@@ -462,6 +461,29 @@ mb_code mb_edit_apply(const char *data, size_t len, const char *old_s, size_t ol
                   count > 5 ? ", ..." : "", count);
     return MB_NOT_UNIQUE;
   }
+  *at = first;
+  return NULL;
+}
+
+mb_code mb_edit_locate(const char *data, size_t len, const char *old_s, size_t old_len,
+                       const char *new_s, size_t new_len, const char *path, size_t *at, mb_buf *err)
+{
+  const char *first;
+  mb_code code = edit_check(data, len, old_s, old_len, new_s, new_len, false, path, &first, err);
+  if (code == NULL) *at = (size_t)(first - data);
+  return code;
+}
+
+mb_code mb_edit_apply(const char *data, size_t len, const char *old_s, size_t old_len,
+                      const char *new_s, size_t new_len, bool replace_all, const char *path,
+                      mb_buf *out, size_t *occurrences, mb_buf *err)
+{
+  mb_buf_reset(out);
+  *occurrences = 0;
+  const char *first, *end = data + len;
+  mb_code code =
+      edit_check(data, len, old_s, old_len, new_s, new_len, replace_all, path, &first, err);
+  if (code) return code;
   size_t grow = new_len > old_len ? new_len - old_len : 0;
   if (!mb_buf_reserve(out, len + grow)) return MB_ENOMEM;
   size_t n = 0;

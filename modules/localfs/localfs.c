@@ -68,9 +68,76 @@ lfs_backend *lfs_check(lua_State *L)
   return b;
 }
 
+/* Backends holding a spare, so that exit() without lua_close (os.exit) still removes them. */
+static lfs_backend *spare_list;
+
+static void spares_at_exit(void)
+{
+  for (lfs_backend *b = spare_list; b; b = b->spare_next) lfs_spare_drop(&b->spare);
+}
+
+static void spare_unlist(lfs_backend *b)
+{
+  if (!b->spare_prev) return;
+  *b->spare_prev = b->spare_next;
+  if (b->spare_next) b->spare_next->spare_prev = b->spare_prev;
+  b->spare_prev = NULL;
+  b->spare_next = NULL;
+}
+
+void lfs_settle(lfs_backend *b)
+{
+  if (b->spare.dirfd >= 0) {
+    mb_timer_stop(b->loop, &b->idle);
+    lfs_spare_drop(&b->spare);
+  }
+  spare_unlist(b);
+}
+
+static void spare_idle(mb_loop *loop, mb_timer *t)
+{
+  (void)loop;
+  lfs_backend *b = t->data;
+  lfs_spare_drop(&b->spare);
+  spare_unlist(b);
+}
+
+/* After a write: a spare left behind is removed once the burst is over (LFS_SPARE_TTL without a
+ * write), or at exit. */
+static void spare_arm(lfs_backend *b)
+{
+  static bool registered;
+  if (b->spare.dirfd < 0) {
+    spare_unlist(b);
+    return;
+  }
+  if ((!registered && atexit(spares_at_exit) != 0) ||
+      mb_timer_start(b->loop, &b->idle, LFS_SPARE_TTL, spare_idle, b) != 0) {
+    lfs_spare_drop(&b->spare); /* no way to clean up later: no spare either */
+    return;
+  }
+  registered = true;
+  if (!b->spare_prev) {
+    b->spare_next = spare_list;
+    if (spare_list) spare_list->spare_prev = &b->spare_next;
+    b->spare_prev = &spare_list;
+    spare_list = b;
+  }
+}
+
+/* backend:flush(): removes the spare inode of an edit burst now (see localfs_core.h). Listings,
+ * sandbox commands, close and an idle timer do it too; this is for callers that look at the
+ * directory by other means. */
+static int backend_flush(lua_State *L)
+{
+  lfs_settle(lfs_check(L));
+  return 0;
+}
+
 static int backend_close(lua_State *L)
 {
   lfs_backend *b = luaL_checkudata(L, 1, LFS_TYPE);
+  if (b->loop) lfs_settle(b);
   for (int i = 0; i < b->nareas; i++) lfs_area_close(&b->areas[i]);
   b->nareas = 0;
   b->closed = true;
@@ -320,7 +387,9 @@ static int backend_write(lua_State *L)
   lfs_box *box;
   int n = target_arg(L, b, "write", &box);
   if (n) return n;
-  int r = lfs_write_atomic(box->t.area, box->t.rel.data, content, len, b->durable);
+  struct iovec iov = {(void *)content, len};
+  int r = lfs_write_atomic(box->t.area, box->t.rel.data, &iov, 1, b->durable, &b->spare);
+  spare_arm(b);
   if (r < 0) return lfs_fail(L, "write", &box->t, r);
   push_path_result(L, box);
   lfs_box_release(box);
@@ -338,12 +407,20 @@ static int backend_edit(lua_State *L)
   lfs_box *box;
   int n = target_arg(L, b, "edit", &box);
   if (n || (n = read_target(L, "edit", box))) return n;
-  size_t count = 0;
-  mb_code code = mb_edit_apply(box->b[0].data, box->b[0].len, old_s, olen, new_s, nlen, all,
-                               box->t.vpath.data, &box->b[1], &count, &box->b[2]);
+  const char *data = box->b[0].data ? box->b[0].data : "";
+  size_t len = box->b[0].len, count = 1, at = 0;
+  /* replace_all builds the new content in b[1]; one replacement is written as three pieces,
+   * with no copy of the rest */
+  mb_code code =
+      all ? mb_edit_apply(data, len, old_s, olen, new_s, nlen, true, box->t.vpath.data, &box->b[1],
+                          &count, &box->b[2])
+          : mb_edit_locate(data, len, old_s, olen, new_s, nlen, box->t.vpath.data, &at, &box->b[2]);
   if (code) return lfs_fail_core(L, code, &box->b[2]);
-  int r = lfs_write_atomic(box->t.area, box->t.rel.data, box->b[1].data ? box->b[1].data : "",
-                           box->b[1].len, b->durable);
+  struct iovec iov[3] = {
+      {(void *)data, at}, {(void *)new_s, nlen}, {(void *)(data + at + olen), len - at - olen}};
+  if (all) iov[0] = (struct iovec){box->b[1].data, box->b[1].len};
+  int r = lfs_write_atomic(box->t.area, box->t.rel.data, iov, all ? 1 : 3, b->durable, &b->spare);
+  spare_arm(b);
   if (r < 0) return lfs_fail(L, "edit", &box->t, r);
   push_path_result(L, box);
   lua_pushinteger(L, (lua_Integer)count);
@@ -433,6 +510,7 @@ static void push_info(lua_State *L, const char *name, size_t nlen, const char *p
 static int backend_ls(lua_State *L)
 {
   lfs_backend *b = lfs_check(L);
+  lfs_settle(b);
   if (lua_isnoneornil(L, 2)) {
     lua_settop(L, 1);
     lua_pushliteral(L, "/");
@@ -527,9 +605,12 @@ static int localfs_new(lua_State *L)
   lua_pop(L, 2); /* leaves root at 2, allowed at 3 */
 
   size_t size = sizeof(lfs_backend) + (size_t)(nallowed + 1) * sizeof(lfs_area);
+  mb_loop *loop = mb_loop_get(L); /* before our metatable: the loop must outlive our __gc */
   lfs_backend *b = lua_newuserdatauv(L, size, 0);
   memset(b, 0, size);
   b->durable = durable;
+  b->loop = loop;
+  b->spare = (lfs_spare)LFS_SPARE_NONE;
   luaL_setmetatable(L, LFS_TYPE);
   char cwd[4096];
   if (!root && nallowed == 0) root = getcwd(cwd, sizeof cwd) ? cwd : ".";
@@ -547,13 +628,19 @@ static int localfs_new(lua_State *L)
   return n ? n : 1;
 }
 
-static const luaL_Reg backend_methods[] = {
-    {"exists", backend_exists}, {"ls", backend_ls},
-    {"read", backend_read},     {"read_bytes", backend_read_bytes},
-    {"write", backend_write},   {"edit", backend_edit},
-    {"glob", lfs_glob},         {"grep", lfs_grep},
-    {"root", backend_root},     {"resolver", backend_resolver},
-    {"close", backend_close},   {NULL, NULL}};
+static const luaL_Reg backend_methods[] = {{"exists", backend_exists},
+                                           {"ls", backend_ls},
+                                           {"read", backend_read},
+                                           {"read_bytes", backend_read_bytes},
+                                           {"write", backend_write},
+                                           {"edit", backend_edit},
+                                           {"glob", lfs_glob},
+                                           {"grep", lfs_grep},
+                                           {"root", backend_root},
+                                           {"resolver", backend_resolver},
+                                           {"flush", backend_flush},
+                                           {"close", backend_close},
+                                           {NULL, NULL}};
 
 static const luaL_Reg backend_meta[] = {{"__gc", backend_close},
                                         {"__close", backend_close},

@@ -7,14 +7,19 @@
 
 #include "backend/backend_core.h"
 #include "localfs_core.h"
+#include "loop.h"
 #include "moonbox.h"
 
 #define LFS_TYPE "moonbox.localfs.LocalBackend"
 
 typedef struct lfs_backend {
   bool closed;
-  bool durable; /* fsync file and directory on every write */
-  int nareas;   /* areas[0] is the root; the rest are `allowed` directories */
+  bool durable;    /* fsync file and directory on every write */
+  lfs_spare spare; /* the inode an edit burst reuses (localfs_core.h); dropped when idle */
+  mb_timer idle;   /* drops the spare LFS_SPARE_TTL after the last write */
+  mb_loop *loop;   /* the state's loop, fetched at creation so it is finalized after us */
+  struct lfs_backend **spare_prev, *spare_next; /* on the at-exit list while a spare exists */
+  int nareas; /* areas[0] is the root; the rest are `allowed` directories */
   lfs_area areas[];
 } lfs_backend;
 
@@ -41,6 +46,8 @@ lfs_box *lfs_box_new(lua_State *L);
 void lfs_box_release(lfs_box *box);
 
 lfs_backend *lfs_check(lua_State *L);
+/* Removes the spare inode an edit burst left (before listings, commands, close). */
+void lfs_settle(lfs_backend *b);
 
 /* Maps a user path: on failure pushes the fail triple and returns its count (3), else 0.
  * `op` names the method in messages. */

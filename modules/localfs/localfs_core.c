@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -429,22 +430,34 @@ static void temp_name(char *buf, size_t cap)
   snprintf(buf, cap, ".mb-%016llx.tmp", (unsigned long long)x);
 }
 
-static int write_all(int fd, const char *data, size_t len)
+/* Writes the pieces from offset 0 (at most LFS_IOV_MAX of them); *len becomes their total. */
+static int pwritev_all(int fd, const struct iovec *iov, int n, size_t *len)
 {
-  while (len > 0) {
-    ssize_t n = write(fd, data, len);
-    if (n < 0) {
+  struct iovec v[LFS_IOV_MAX], *p = v;
+  if (n > LFS_IOV_MAX) return -EINVAL;
+  memcpy(v, iov, (size_t)n * sizeof *v);
+  *len = 0;
+  for (int i = 0; i < n; i++) *len += v[i].iov_len;
+  for (off_t off = 0; n > 0;) {
+    ssize_t w = pwritev(fd, p, n, off);
+    if (w < 0) {
       if (errno == EINTR) continue;
       return -errno;
     }
-    data += n;
-    len -= (size_t)n;
+    off += w;
+    for (; n > 0 && (size_t)w >= p->iov_len; p++, n--) w -= (ssize_t)p->iov_len;
+    if (n > 0) {
+      p->iov_base = (char *)p->iov_base + w;
+      p->iov_len -= (size_t)w;
+    }
   }
   return 0;
 }
 
-/* Fills the open temp file: content, the old file's mode and owner, optional fsync, close. */
-static int fill_temp(int fd, const struct stat *old, const char *data, size_t len, int durable)
+/* Fills the open temp file (new, or a spare of `size` bytes): content, the old file's mode and
+ * owner, optional fsync, close. */
+static int fill_temp(int fd, const struct stat *old, const struct iovec *iov, int iovcnt,
+                     off_t size, int durable)
 {
   int r = 0;
   if (old) {
@@ -454,10 +467,63 @@ static int fill_temp(int fd, const struct stat *old, const char *data, size_t le
     if (r == 0 && (old->st_uid != geteuid() || old->st_gid != getegid()))
       (void)!fchown(fd, old->st_uid, old->st_gid); /* only root may; best effort otherwise */
   }
-  if (r == 0) r = write_all(fd, data, len);
+  size_t len = 0;
+  if (r == 0) r = pwritev_all(fd, iov, iovcnt, &len);
+  if (r == 0 && size > (off_t)len && ftruncate(fd, (off_t)len) < 0) r = -errno;
   if (r == 0 && durable && fsync(fd) < 0) r = -errno;
   if (close(fd) < 0 && r == 0) r = -errno;
   return r;
+}
+
+/* Whether st is the inode the spare name was left holding: a regular file with its device and
+ * number and, when `exact`, its change time (unchanged since: nobody linked, chmod'ed or wrote
+ * it, and not a new inode that recycled the number). */
+static int spare_is(const lfs_spare *sp, const struct stat *st, int exact)
+{
+  return S_ISREG(st->st_mode) && st->st_dev == sp->dev && st->st_ino == sp->ino &&
+         (!exact ||
+          (st->st_ctim.tv_sec == sp->ctime.tv_sec && st->st_ctim.tv_nsec == sp->ctime.tv_nsec));
+}
+
+static double mono_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void lfs_spare_drop(lfs_spare *sp)
+{
+  if (sp == NULL || sp->dirfd < 0) return;
+  struct stat st;
+  if (fstatat(sp->dirfd, sp->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && spare_is(sp, &st, 0))
+    unlinkat(sp->dirfd, sp->name, 0);
+  close(sp->dirfd);
+  sp->dirfd = -1;
+}
+
+/* The spare, opened for writing, when it can take a replace in the directory `dir` (open as
+ * dfd): same directory, young enough, its name still holding our inode with one link and no
+ * symlink in between. It becomes the write's temp file (its name copied to tmp, *size its
+ * length) and stops being the spare. Otherwise it is dropped and -1 returned. */
+static int spare_take(lfs_spare *sp, int dfd, const struct stat *dir, double now, char *tmp,
+                      size_t cap, off_t *size)
+{
+  if (sp->dirfd < 0) return -1;
+  int fd = -1;
+  if (sp->dir_dev == dir->st_dev && sp->dir_ino == dir->st_ino && now - sp->at <= LFS_SPARE_TTL)
+    fd = openat(dfd, sp->name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && fstat(fd, &st) == 0 && spare_is(sp, &st, 1) && st.st_nlink == 1) {
+    snprintf(tmp, cap, "%s", sp->name);
+    *size = st.st_size;
+    close(sp->dirfd);
+    sp->dirfd = -1;
+    return fd;
+  }
+  if (fd >= 0) close(fd);
+  lfs_spare_drop(sp);
+  return -1;
 }
 
 /* Puts the finished temp file in place of `name`. Both ways are atomic for readers and against a
@@ -466,45 +532,66 @@ static int fill_temp(int fd, const struct stat *old, const char *data, size_t le
  * A plain rename over an existing file costs ~0.5 ms on ext4, whatever the size: its
  * auto_da_alloc heuristic allocates and starts writeback of the new blocks so that a *power*
  * loss cannot leave a zero-length file. Without `durable` (which fsyncs instead, see
- * lfs_write_atomic) we swap the two names with RENAME_EXCHANGE (~10 us) and unlink the old file,
- * now under the temp name. A crash between the two steps leaves a stray ".mb-*.tmp" holding the
- * old bytes, never a damaged target. File systems without RENAME_EXCHANGE get the rename. */
-static int replace(int dfd, const char *tmp, const char *name, int exchange)
+ * lfs_write_atomic) we swap the two names with RENAME_EXCHANGE (~10 us); the old file is then
+ * under the temp name, and is unlinked or, with `keep`, kept as the spare (which takes over
+ * dfd: *dfd becomes -1). A crash in between leaves a stray ".mb-*.tmp" holding the old bytes,
+ * never a damaged target. File systems without RENAME_EXCHANGE get the rename. */
+static int replace(int *dfd, const char *tmp, const char *name, int exchange, lfs_spare *keep,
+                   const struct stat *dir, double now)
 {
+  int d = *dfd;
   if (exchange) {
-    if (renameat2(dfd, tmp, dfd, name, RENAME_EXCHANGE) == 0) {
-      if (unlinkat(dfd, tmp, 0) == 0) return 0;
+    if (renameat2(d, tmp, d, name, RENAME_EXCHANGE) == 0) {
+      struct stat st;
+      if (keep && fstatat(d, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+          st.st_nlink == 1) {
+        *keep = (lfs_spare){.dirfd = d,
+                            .dir_dev = dir->st_dev,
+                            .dir_ino = dir->st_ino,
+                            .dev = st.st_dev,
+                            .ino = st.st_ino,
+                            .ctime = st.st_ctim,
+                            .at = now};
+        snprintf(keep->name, sizeof keep->name, "%s", tmp);
+        *dfd = -1;
+        return 0;
+      }
+      if (unlinkat(d, tmp, 0) == 0) return 0;
       /* A directory took the target's name since we looked: put it back, leave it alone. */
       int err = errno;
-      renameat2(dfd, tmp, dfd, name, RENAME_EXCHANGE);
+      renameat2(d, tmp, d, name, RENAME_EXCHANGE);
       return -err;
     }
     if (errno != EINVAL && errno != ENOSYS && errno != ENOENT) return -errno;
   }
-  return renameat(dfd, tmp, dfd, name) < 0 ? -errno : 0;
+  return renameat(d, tmp, d, name) < 0 ? -errno : 0;
 }
 
-int lfs_write_atomic(const lfs_area *a, const char *rel, const char *data, size_t len, int durable)
+int lfs_write_atomic(const lfs_area *a, const char *rel, const struct iovec *iov, int iovcnt,
+                     int durable, lfs_spare *spare)
 {
   int dfd;
   char name[NAME_MAX + 1], tmp[32];
   int r = lfs_parent(a, rel, 1, &dfd, name, sizeof name);
   if (r < 0) return r;
-  struct stat st;
+  struct stat st, dir;
   int have = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
   if (have && S_ISDIR(st.st_mode)) r = -EISDIR;
-  int fd = -1;
-  for (int tries = 0; r == 0 && tries < 8; tries++) {
+  int regular = have && S_ISREG(st.st_mode);
+  /* A spare serves (and is left by) the replace of a regular file, in its own directory. */
+  lfs_spare *keep = spare && regular && !durable && fstat(dfd, &dir) == 0 ? spare : NULL;
+  double now = keep ? mono_now() : 0;
+  off_t size = 0;
+  int fd = r == 0 && keep ? spare_take(keep, dfd, &dir, now, tmp, sizeof tmp, &size) : -1;
+  for (int tries = 0; r == 0 && fd < 0 && tries < 8; tries++) {
     temp_name(tmp, sizeof tmp);
     fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-    if (fd >= 0) break;
-    if (errno != EEXIST) r = -errno;
+    if (fd < 0 && errno != EEXIST) r = -errno;
   }
   if (r == 0 && fd < 0) r = -EEXIST;
   if (r == 0) {
-    int keep = have && S_ISREG(st.st_mode);
-    r = fill_temp(fd, keep ? &st : NULL, data, len, durable);
-    if (r == 0) r = replace(dfd, tmp, name, have && !durable);
+    r = fill_temp(fd, regular ? &st : NULL, iov, iovcnt, size, durable);
+    if (r == 0) r = replace(&dfd, tmp, name, have && !durable, keep, &dir, now);
     if (r < 0) unlinkat(dfd, tmp, 0);
   }
   if (r == 0 && durable) {
@@ -515,6 +602,6 @@ int lfs_write_atomic(const lfs_area *a, const char *rel, const char *data, size_
       close(d);
     }
   }
-  close(dfd);
+  if (dfd >= 0) close(dfd);
   return r;
 }

@@ -96,6 +96,7 @@ static int glob_cmp(const void *pa, const void *pb, void *names)
 int lfs_glob(lua_State *L)
 {
   lfs_backend *b = lfs_check(L);
+  lfs_settle(b);
   size_t plen, len;
   const char *pat = luaL_checklstring(L, 2, &plen);
   const char *path = luaL_optlstring(L, 3, "/", &len);
@@ -297,6 +298,7 @@ static void push_grep_rows(lua_State *L, lfs_box *box)
 int lfs_grep(lua_State *L)
 {
   lfs_backend *b = lfs_check(L);
+  lfs_settle(b);
   size_t plen, glen = 0, len = 1;
   const char *pat = luaL_checklstring(L, 2, &plen);
   const char *glob = NULL, *path = "/";

@@ -95,11 +95,15 @@ function M.new(opts)
     if not backend then return nil, kind .. "_sandbox: " .. tostring(err), code end
   end
   if root == nil then root = backend:root() end
+  -- A local_backend keeps the replaced inode of an edit burst as a hidden spare file for a
+  -- moment (see localfs_core.h); commands must not see it, so it is removed before each one.
+  local has_flush, flush = pcall(function() return backend.flush end)
   local self = {
     id = opts.id or random_id(kind),
     kind = kind,
     root = root,
     _backend = backend,
+    _flush = has_flush and type(flush) == "function" and flush or nil,
     _env = opts.env,
     _clean_env = opts.clean_env,
     _timeout = timeout,
@@ -196,6 +200,7 @@ function Sandbox:_prepare(where, command, opts, background)
   if timeout ~= nil and timeout < 0 then error(where .. ": timeout must be >= 0", 3) end
   local ok, smsg, scode = self:start()
   if not ok then return nil, smsg, scode end
+  if self._flush then self._flush(self._backend) end
   local cwd, msg, code = self:_cwd(opts.cwd)
   if not cwd then return nil, where .. ": " .. msg, code end
   local spawn_opts = {
