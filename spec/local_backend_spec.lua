@@ -582,6 +582,55 @@ describe("local_backend writes", function()
   end)
 end)
 
+describe("local_backend searches on the worker pool", function()
+  local root, remove, b
+  local FILES, LINES = 24, 20000
+  setup(function()
+    root, remove = tmp.make()
+    local line = "some ordinary text of a line, with a few words to search through\n"
+    local body = string.rep(line, LINES - 1) .. "needle at the end\n"
+    for i = 1, FILES do spit(string.format("%s/f%02d.txt", root, i), body) end
+  end)
+  teardown(function() remove() end)
+  before_each(function() b = assert(moonbox.local_backend{ root = root }) end)
+  after_each(function() b:close() end)
+
+  it("let other tasks run while grep and glob walk a big tree", function()
+    local ticks = 0
+    local ticker = moonbox.spawn(function()
+      while true do
+        moonbox.sleep(0.001)
+        ticks = ticks + 1
+      end
+    end)
+    local grep = moonbox.spawn(function() return b:grep("n[e]+dle at", { ignore_case = true }) end)
+    local hits = grep:join()
+    local during = ticks
+    local files = moonbox.spawn(function() return b:glob("**/*.txt") end):join()
+    ticker:cancel()
+    assert.equal(FILES, #hits)
+    assert.same({ path = "/f01.txt", line_number = LINES, line = "needle at the end" }, hits[1])
+    assert.equal(FILES, #files)
+    assert.is_true(during >= 2, "the ticker ran " .. during .. " times during the grep")
+  end)
+
+  it("survive a cancelled search and a backend closed while a worker reads it", function()
+    local tasks = {}
+    for i = 1, 3 do tasks[i] = moonbox.spawn(function() return b:grep("needle") end) end
+    moonbox.sleep(0)
+    assert.is_true(tasks[1]:cancel())
+    local late = moonbox.spawn(function() return b:glob("*.txt") end)
+    moonbox.sleep(0)
+    b:close() -- the searches under way keep their own handle on the directory
+    assert.equal(FILES, #tasks[2]:join())
+    assert.equal(FILES, #tasks[3]:join())
+    local ok, files = pcall(late.join, late)
+    if ok then assert.equal(FILES, #files) end -- it may also have started after the close
+    b = assert(moonbox.local_backend{ root = root })
+    assert.equal(FILES, #b:grep("needle", { fixed = true }))
+  end)
+end)
+
 describe("local_backend methods", function()
   local root, remove, b
   before_each(function()

@@ -41,6 +41,7 @@ void lfs_box_release(lfs_box *box)
   }
   mb_buf_free(&box->t.rel);
   mb_buf_free(&box->t.vpath);
+  lfs_area_close(&box->area);
   if (box->cleanup) box->cleanup(box);
   box->cleanup = NULL;
 }
@@ -55,6 +56,7 @@ lfs_box *lfs_box_new(lua_State *L)
 {
   lfs_box *box = lua_newuserdatauv(L, sizeof *box, 0);
   memset(box, 0, sizeof *box);
+  box->area.dirfd = -1;
   luaL_setmetatable(L, LFS_BOX);
   return box;
 }

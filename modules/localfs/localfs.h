@@ -38,6 +38,7 @@ typedef struct lfs_box {
   mb_buf b[LFS_BOX_BUFS];
   void *ptr[2]; /* other malloc'd blocks, freed with the box */
   lfs_target t;
+  lfs_area area; /* a search's own copy of t.area (dup'd fd) for the worker thread; or dirfd -1 */
   void (*cleanup)(struct lfs_box *); /* extra release (compiled patterns), may be NULL */
   void *cleanup_ud[2];
 } lfs_box;

@@ -105,6 +105,17 @@ void lfs_area_close(lfs_area *a)
   a->host = a->real = NULL;
 }
 
+int lfs_area_dup(lfs_area *dst, const lfs_area *src)
+{
+  *dst = (lfs_area){.dirfd = -1, .resolver = src->resolver};
+  if (src->dirfd < 0 || !src->host || !src->real) return -EBADF;
+  dst->dirfd = fcntl(src->dirfd, F_DUPFD_CLOEXEC, 0);
+  int r = dst->dirfd < 0 ? -errno : 0;
+  if (r == 0 && (!(dst->host = strdup(src->host)) || !(dst->real = strdup(src->real)))) r = -ENOMEM;
+  if (r < 0) lfs_area_close(dst);
+  return r;
+}
+
 /* ---- the walk resolver ----------------------------------------------------------------------- */
 
 /* The part of an absolute link target below the area's top, or NULL when it points elsewhere. */

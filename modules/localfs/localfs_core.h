@@ -28,6 +28,9 @@ typedef struct lfs_area {
 /* Opens (creating if missing) `dir` and fills `a`; -errno on failure. lfs_area_close releases. */
 int lfs_area_open(lfs_area *a, const char *dir, int resolver);
 void lfs_area_close(lfs_area *a);
+/* A copy of `src` with its own fd and strings, for work that must not depend on the original
+ * staying open (a search on a worker thread while another task closes the backend). */
+int lfs_area_dup(lfs_area *dst, const lfs_area *src);
 
 /* True when the running kernel refused openat2 (ENOSYS) at least once. */
 int lfs_openat2_missing(void);

@@ -2,7 +2,10 @@
  *
  * Both walk the tree with lfs_walk (confined, sorted, symlinked directories not entered) and
  * gather results in C buffers owned by a scratch box on the Lua stack; Lua tables are built
- * only at the end, so a Lua error never leaks a directory fd or a buffer. Matching (glob
+ * only at the end, so a Lua error never leaks a directory fd or a buffer. Inside a task the walk
+ * runs on the loop's worker pool (mb_await_work) so other tasks keep running; it reads only the
+ * box: its compiled patterns and its own copy of the area (a dup'd fd), so neither a cancelled
+ * task nor another task closing the backend can pull anything from under the worker. Matching (glob
  * patterns, the grep regex, skip-dir and hidden rules, binary detection) is the shared core's.
  *
  * glob: files only, newest first by mtime, ties by path; a missing or non-directory base gives {}.
@@ -19,6 +22,7 @@
 
 #include "localfs.h"
 #include "localfs_walk.h"
+#include "scheduler.h"
 
 /* Results live in box->b[0] (rows) and box->b[1] (strings); b[2] is the error text, b[3] the
  * file buffer grep reuses, b[4] the path prefix of every result, b[5] the current file's path. */
@@ -32,7 +36,30 @@ typedef struct search {
   size_t path_off, path_len; /* the current file's result path inside b[1] */
   mb_code fail;              /* a core failure that ends the search */
   bool nomem;
+  int r; /* the walk's -errno */
 } search;
+
+/* A search's state, in the box (freed with it), reading the box's own copy of the area: the
+ * walk runs under mb_await_work, which keeps the box (at stack index `at`) alive until the
+ * worker is done even if the task is cancelled meanwhile, and the backend may be closed by
+ * another task without pulling the fd from under the worker. */
+static search *search_new(lua_State *L, lfs_box *box, const char *op, int *fail)
+{
+  search *s = box->ptr[0] = calloc(1, sizeof *s);
+  if (!s) {
+    *fail = mb_fail(L, "ENOMEM", "%s: out of memory", op);
+    return NULL;
+  }
+  int r = lfs_area_dup(&box->area, box->t.area);
+  if (r < 0) {
+    *fail = lfs_fail(L, op, &box->t, r);
+    return NULL;
+  }
+  s->box = box;
+  s->area = &box->area;
+  s->max = (size_t)-1;
+  return s;
+}
 
 static void free_patterns(lfs_box *box)
 {
@@ -93,29 +120,27 @@ static int glob_cmp(const void *pa, const void *pb, void *names)
   return a->path_len < b->path_len ? -1 : a->path_len > b->path_len;
 }
 
-int lfs_glob(lua_State *L)
+static void glob_work(void *arg)
 {
-  lfs_backend *b = lfs_check(L);
-  lfs_settle(b);
-  size_t plen, len;
-  const char *pat = luaL_checklstring(L, 2, &plen);
-  const char *path = luaL_optlstring(L, 3, "/", &len);
-  lfs_box *box = lfs_box_new(L);
-  int n = lfs_resolve(L, b, "glob", path, len, &box->t);
-  if (n) return n;
-  search s = {.box = box, .area = box->t.area};
-  mb_code code = mb_glob_compile(pat, plen, &s.glob, &box->b[2]);
-  if (code) return lfs_fail_core(L, code, &box->b[2]);
-  box->cleanup_ud[0] = s.glob;
-  box->cleanup = free_patterns;
-  mb_buf_add(&box->b[4], box->t.vpath.data, box->t.vpath.len);
+  search *s = arg;
+  lfs_box *box = s->box;
   lfs_walk_ops ops = {glob_enter, glob_file};
-  int r = lfs_walk(s.area, box->t.rel.data, &ops, &s);
-  if (r < 0 && r != -ENOENT && r != -ENOTDIR) return lfs_fail(L, "glob", &box->t, r);
-  if (s.nomem) return mb_fail(L, "ENOMEM", "glob: out of memory");
+  s->r = lfs_walk(s->area, box->t.rel.data, &ops, s);
+  if (s->r == -ENOENT || s->r == -ENOTDIR) s->r = 0; /* a missing base: no matches */
+  size_t count = box->b[0].len / sizeof(glob_row);
+  if (s->r == 0 && !s->nomem && count > 1)
+    qsort_r(box->b[0].data, count, sizeof(glob_row), glob_cmp, box->b[1].data);
+}
+
+static int glob_finish(lua_State *L, int status, lua_KContext at)
+{
+  (void)status;
+  lfs_box *box = lua_touserdata(L, (int)at);
+  search *s = box->ptr[0];
+  if (s->r < 0) return lfs_fail(L, "glob", &box->t, s->r);
+  if (s->nomem) return mb_fail(L, "ENOMEM", "glob: out of memory");
   glob_row *rows = (glob_row *)box->b[0].data;
   size_t count = box->b[0].len / sizeof(glob_row);
-  if (count > 1) qsort_r(rows, count, sizeof *rows, glob_cmp, box->b[1].data);
   lua_createtable(L, (int)count, 0);
   for (size_t i = 0; i < count; i++) {
     const char *p = box->b[1].data + rows[i].path_off;
@@ -136,6 +161,27 @@ int lfs_glob(lua_State *L)
   }
   lfs_box_release(box);
   return 1;
+}
+
+int lfs_glob(lua_State *L)
+{
+  lfs_backend *b = lfs_check(L);
+  lfs_settle(b);
+  size_t plen, len;
+  const char *pat = luaL_checklstring(L, 2, &plen);
+  const char *path = luaL_optlstring(L, 3, "/", &len);
+  lua_settop(L, 3);
+  lfs_box *box = lfs_box_new(L); /* index 4 */
+  int n = lfs_resolve(L, b, "glob", path, len, &box->t);
+  if (n) return n;
+  search *s = search_new(L, box, "glob", &n);
+  if (!s) return n;
+  mb_code code = mb_glob_compile(pat, plen, &s->glob, &box->b[2]);
+  if (code) return lfs_fail_core(L, code, &box->b[2]);
+  box->cleanup_ud[0] = s->glob;
+  box->cleanup = free_patterns;
+  mb_buf_add(&box->b[4], box->t.vpath.data, box->t.vpath.len);
+  return mb_await_work(L, glob_work, s, 4, glob_finish, 4);
 }
 
 /* ---- grep ----------------------------------------------------------------------------------- */
@@ -295,6 +341,41 @@ static void push_grep_rows(lua_State *L, lfs_box *box)
   }
 }
 
+static void grep_work(void *arg)
+{
+  search *s = arg;
+  lfs_box *box = s->box;
+  int fd = lfs_open(s->area, box->t.rel.data, O_RDONLY | O_NONBLOCK);
+  if (fd < 0) {
+    s->r = fd;
+    return;
+  }
+  struct stat st;
+  s->r = fstat(fd, &st) < 0 ? -errno : 0;
+  if (s->r == 0 && S_ISDIR(st.st_mode)) {
+    close(fd);
+    lfs_walk_ops ops = {grep_enter, grep_file};
+    s->r = lfs_walk(s->area, box->t.rel.data, &ops, s);
+  } else if (s->r == 0) {
+    grep_fd(s, fd, "", 0); /* a named file: searched even when hidden, whatever the glob */
+  } else {
+    close(fd);
+  }
+}
+
+static int grep_finish(lua_State *L, int status, lua_KContext at)
+{
+  (void)status;
+  lfs_box *box = lua_touserdata(L, (int)at);
+  search *s = box->ptr[0];
+  if (s->r < 0) return lfs_fail(L, "grep", &box->t, s->r);
+  if (s->fail) return lfs_fail_core(L, s->fail, &box->b[2]);
+  if (s->nomem) return mb_fail(L, "ENOMEM", "grep: out of memory");
+  push_grep_rows(L, box);
+  lfs_box_release(box);
+  return 1;
+}
+
 int lfs_grep(lua_State *L)
 {
   lfs_backend *b = lfs_check(L);
@@ -303,40 +384,26 @@ int lfs_grep(lua_State *L)
   const char *pat = luaL_checklstring(L, 2, &plen);
   const char *glob = NULL, *path = "/";
   int flags = 0;
-  search s = {0};
-  int n = grep_options(L, &s, &flags, &glob, &glen);
+  search opts = {0};
+  int n = grep_options(L, &opts, &flags, &glob, &glen);
   if (n) return n;
+  lua_settop(L, 3);
   if (lua_istable(L, 3) && lua_getfield(L, 3, "path") == LUA_TSTRING)
-    path = lua_tolstring(L, -1, &len); /* left on the stack: keeps it alive */
-  lfs_box *box = s.box = lfs_box_new(L);
+    path = lua_tolstring(L, -1, &len); /* index 4 keeps it alive */
+  lua_settop(L, 4);
+  lfs_box *box = lfs_box_new(L); /* index 5 */
   box->cleanup = free_patterns;
   if ((n = lfs_resolve(L, b, "grep", path, len, &box->t))) return n;
-  s.area = box->t.area;
-  mb_code code = mb_regex_compile(pat, plen, flags, &s.re, &box->b[2]);
+  search *s = search_new(L, box, "grep", &n);
+  if (!s) return n;
+  s->ignore_hidden = opts.ignore_hidden;
+  s->max = opts.max;
+  mb_code code = mb_regex_compile(pat, plen, flags, &s->re, &box->b[2]);
   if (code) return lfs_fail_core(L, code, &box->b[2]);
-  box->cleanup_ud[1] = s.re;
-  if (glob && (code = mb_glob_compile(glob, glen, &s.glob, &box->b[2])))
+  box->cleanup_ud[1] = s->re;
+  if (glob && (code = mb_glob_compile(glob, glen, &s->glob, &box->b[2])))
     return lfs_fail_core(L, code, &box->b[2]);
-  box->cleanup_ud[0] = s.glob;
+  box->cleanup_ud[0] = s->glob;
   mb_buf_add(&box->b[4], box->t.vpath.data, box->t.vpath.len);
-
-  int fd = lfs_open(s.area, box->t.rel.data, O_RDONLY | O_NONBLOCK);
-  if (fd < 0) return lfs_fail(L, "grep", &box->t, fd);
-  struct stat st;
-  int r = fstat(fd, &st) < 0 ? -errno : 0;
-  if (r == 0 && S_ISDIR(st.st_mode)) {
-    close(fd);
-    lfs_walk_ops ops = {grep_enter, grep_file};
-    r = lfs_walk(s.area, box->t.rel.data, &ops, &s);
-  } else if (r == 0) {
-    grep_fd(&s, fd, "", 0); /* a named file: searched even when hidden, whatever the glob */
-  } else {
-    close(fd);
-  }
-  if (r < 0) return lfs_fail(L, "grep", &box->t, r);
-  if (s.fail) return lfs_fail_core(L, s.fail, &box->b[2]);
-  if (s.nomem) return mb_fail(L, "ENOMEM", "grep: out of memory");
-  push_grep_rows(L, box);
-  lfs_box_release(box);
-  return 1;
+  return mb_await_work(L, grep_work, s, 5, grep_finish, 5);
 }
