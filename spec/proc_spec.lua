@@ -90,6 +90,40 @@ describe("moonbox.proc", function()
     assert.is_nil(cmdline:match("sleep"))
   end)
 
+  it("feeds a process spawned with stdin = true through send, and arms it later", function()
+    local p = assert(proc.spawn({ "/bin/sh", "-c", "read a; read b; echo \"$a-$b\"; cat" },
+      { stdin = true, grace = 0.1 }))
+    assert.is_true(p:send("one\n"))
+    moonbox.sleep(0.05) -- the process waits for more while stdin stays open
+    assert.is_true(p:running())
+    assert.is_true(p:send("two\nrest", true)) -- then stdin ends
+    assert.is_false(p:send("late")) -- closed: nothing more goes in
+    assert.are.equal(p, p:arm(5))
+    local r = p:wait()
+    assert.are.equal("one-two\nrest", r.output)
+    assert.are.equal(0, r.exit_code)
+    p:close()
+    -- arm(timeout) starts the deadline and the duration from the call, not from the spawn
+    local q = assert(proc.spawn({ "/bin/sh", "-c", "read x; sleep 10" },
+      { stdin = true, grace = 0.1 }))
+    moonbox.sleep(1)
+    q:send("go\n", true)
+    q:arm(0.2)
+    local t = q:wait()
+    q:close()
+    assert.is_true(t.timed_out)
+    assert.are.equal(124, t.exit_code)
+    assert.is_true(t.duration < 1, tostring(t.duration)) -- counted from the spawn: > 1.2 s
+    assert.is_true(t.duration >= 0.2)
+    -- bad arguments raise; a process spawned without stdin = true takes nothing
+    local plain = assert(proc.spawn({ "/bin/cat" }))
+    assert.is_false(plain:send("x"))
+    assert.has_error(function() plain:send({}) end)
+    assert.has_error(function() plain:arm(-1) end)
+    assert.has_error(function() proc.spawn({ "/bin/cat" }, { stdin = false }) end)
+    plain:close()
+  end)
+
   it("makes directories and resolves real paths", function()
     local dir, cleanup = tmpdir.make()
     assert.is_true(proc.mkdirs(dir .. "/a/b/c"))

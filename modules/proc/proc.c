@@ -5,16 +5,18 @@
  *   mkdirs(path [, mode]) -> true | nil, msg, CODE      mkdir -p
  *   realpath(path) -> path | nil, msg, CODE             the canonical absolute path
  *   opts: cwd, env = {NAME = value | false}, clean_env (start from an empty environment),
- *         stdin (string; else /dev/null), timeout (seconds; nil = none), grace (seconds from
- *         SIGTERM to SIGKILL, default 2), max_output (bytes kept per stream, default 100000)
- *   Process:wait() -> {output, stdout, stderr, exit_code, truncated, timed_out, duration,
- *                     signal}; yields inside a task, blocks elsewhere
- *   Process:read() -> {output, stdout, stderr, running, exit_code, truncated}: only what arrived
- *                     since the last read (bounded like wait's)
- *   Process:kill([signal]) -> boolean    signal the whole group (default SIGKILL, then reaped);
- *                     false if it had already finished
- *   Process:pid(), Process:running(), Process:exit_code() (nil while running),
- *   Process:close() (also __gc and __close)
+ *         stdin (string; true: a socket left open for Process:send; else /dev/null), timeout
+ * (seconds; nil = none), grace (seconds from SIGTERM to SIGKILL, default 2), max_output (bytes kept
+ * per stream, default 100000) Process:wait() -> {output, stdout, stderr, exit_code, truncated,
+ * timed_out, duration, signal}; yields inside a task, blocks elsewhere Process:read() -> {output,
+ * stdout, stderr, running, exit_code, truncated}: only what arrived since the last read (bounded
+ * like wait's) Process:kill([signal]) -> boolean    signal the whole group (default SIGKILL, then
+ * reaped); false if it had already finished Process:pid(), Process:running(), Process:exit_code()
+ * (nil while running), Process:close() (also __gc and __close) Process:send(data [, close]) ->
+ * boolean   queue bytes for the stdin of a process spawned with stdin = true (a socket kept open);
+ * close: end stdin once they are written; false if stdin is already closed Process:arm([timeout])
+ * -> Process   the command starts now: duration counts from here, and the timeout (seconds) too;
+ * for a process prepared ahead of its command
  *
  * Semantics: `output` interleaves stdout and stderr in the order the loop read them. When the
  * shell (the group leader) exits, what is left of its group is killed: nothing outlives its
@@ -33,6 +35,7 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -92,9 +95,12 @@ static void pipe_ready(mb_loop *loop, mb_io *io, unsigned events)
   finish_if_done(p);
 }
 
-static void stdin_ready(mb_loop *loop, mb_io *io, unsigned events)
+static void stdin_ready(mb_loop *loop, mb_io *io, unsigned events);
+
+/* Writes what the socket takes now; watches for the rest; closes stdin when done (unless held). */
+static void stdin_write(proc *p)
 {
-  proc *p = io->data;
+  mb_loop *loop = p->loop;
   while (p->in_off < p->in_len) {
     ssize_t n = send(p->in_fd, p->in_buf + p->in_off, p->in_len - p->in_off, MSG_NOSIGNAL);
     if (n > 0) {
@@ -102,12 +108,26 @@ static void stdin_ready(mb_loop *loop, mb_io *io, unsigned events)
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return;
-    break; /* EPIPE: the command stopped reading */
+    if (n < 0 && errno == EAGAIN) {
+      if (!p->in_io.active) mb_io_start(loop, &p->in_io, p->in_fd, MB_WRITABLE, stdin_ready, p);
+      return;
+    }
+    p->in_hold = 0; /* EPIPE: the command stopped reading */
+    break;
+  }
+  if (p->in_hold) { /* all written; more may come through Process:send */
+    mb_io_stop(loop, &p->in_io);
+    p->in_off = p->in_len = 0;
+    return;
   }
   close_fd(loop, &p->in_io, &p->in_fd);
   free(p->in_buf);
   p->in_buf = NULL;
+}
+
+static void stdin_ready(mb_loop *loop, mb_io *io, unsigned events)
+{
+  stdin_write(io->data);
 }
 
 /* Only while the leader is unreaped: its pid then names this group and no other. */
@@ -312,6 +332,47 @@ static int proc_kill(lua_State *L)
   return 1;
 }
 
+static int proc_send(lua_State *L)
+{
+  proc *p = check_proc(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int close_after = lua_toboolean(L, 3);
+  if (p->in_fd < 0 || !p->in_hold) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (len > 0) {
+    size_t pending = p->in_len - p->in_off;
+    char *buf = malloc(pending + len);
+    if (buf == NULL) return luaL_error(L, "send: not enough memory");
+    if (pending) memcpy(buf, p->in_buf + p->in_off, pending);
+    memcpy(buf + pending, data, len);
+    free(p->in_buf);
+    p->in_buf = buf;
+    p->in_off = 0;
+    p->in_len = pending + len;
+  }
+  if (close_after) p->in_hold = 0;
+  stdin_write(p);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int proc_arm(lua_State *L)
+{
+  proc *p = check_proc(L, 1);
+  double timeout = luaL_optnumber(L, 2, -1);
+  if (!lua_isnoneornil(L, 2)) luaL_argcheck(L, timeout >= 0, 2, "timeout must be >= 0");
+  p->started = mb_now();
+  if (!p->exited && !lua_isnoneornil(L, 2) && timeout < HUGE_VAL) {
+    int err = mb_timer_start(p->loop, &p->deadline, timeout, deadline_hit, p);
+    if (err) return mb_fail_errno(L, err, "arm: loop");
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int proc_pid(lua_State *L)
 {
   proc *p = check_proc(L, 1);
@@ -408,7 +469,8 @@ static int spawn_push(lua_State *L)
   err = mb_child_start(loop, &p->child, sp.pid, child_exited, p);
   if (!err) err = mb_io_start(loop, &p->out_io, p->out_fd, MB_READABLE, pipe_ready, p);
   if (!err) err = mb_io_start(loop, &p->err_io, p->err_fd, MB_READABLE, pipe_ready, p);
-  if (!err && p->in_fd >= 0)
+  p->in_hold = o.hold_stdin;
+  if (!err && p->in_fd >= 0 && !p->in_hold)
     err = mb_io_start(loop, &p->in_io, p->in_fd, MB_WRITABLE, stdin_ready, p);
   if (!err && o.timeout >= 0) err = mb_timer_start(loop, &p->deadline, o.timeout, deadline_hit, p);
   if (err) {
@@ -464,7 +526,8 @@ static int proc_realpath(lua_State *L)
 static const luaL_Reg proc_methods[] = {{"wait", proc_wait},       {"read", proc_read},
                                         {"kill", proc_kill},       {"pid", proc_pid},
                                         {"running", proc_running}, {"exit_code", proc_exit_code},
-                                        {"close", proc_close},     {NULL, NULL}};
+                                        {"close", proc_close},     {"send", proc_send},
+                                        {"arm", proc_arm},         {NULL, NULL}};
 static const luaL_Reg proc_meta[] = {
     {"__gc", proc_close}, {"__close", proc_close}, {"__tostring", proc_tostring}, {NULL, NULL}};
 static const luaL_Reg proc_funcs[] = {{"spawn", proc_spawn},

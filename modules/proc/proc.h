@@ -21,6 +21,7 @@ struct proc {
   mb_timer deadline, killer, drain;
   double started, ended, grace;
   int status; /* wait status of the leader, -1 if unknown */
+  int in_hold; /* stdin = true: in_fd stays open between Process:send calls */
   int exited, finished, timed_out, closed;
   mb_wait wait;
 };
@@ -33,6 +34,7 @@ typedef struct mb_spawn_opts {
   const char *stdin_data;
   size_t stdin_len;
   int has_stdin;
+  int hold_stdin; /* stdin = true */
   double timeout; /* < 0: none */
   double grace;
   size_t max_output;

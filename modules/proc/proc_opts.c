@@ -135,8 +135,12 @@ void mb_proc_read_opts(lua_State *L, int argv_idx, int opts_idx, mb_spawn_opts *
   if (lua_getfield(L, opts_idx, "cwd") != LUA_TNIL) o->cwd = check_clean_string(L, -1, NULL, "cwd");
   lua_pop(L, 1); /* the string stays alive in the options table */
   if (lua_getfield(L, opts_idx, "stdin") != LUA_TNIL) {
-    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "spawn: stdin must be a string");
-    o->stdin_data = lua_tolstring(L, -1, &o->stdin_len);
+    if (lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+      o->hold_stdin = 1; /* a socket left open for Process:send */
+    } else {
+      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "spawn: stdin must be a string or true");
+      o->stdin_data = lua_tolstring(L, -1, &o->stdin_len);
+    }
     o->has_stdin = 1;
   }
   lua_pop(L, 1);
