@@ -17,6 +17,13 @@
 --                 (e.g. the wrapper's own cwd, or a clean environment)
 --   Returning nil, msg, CODE fails the command with that triple (e.g. "UNSUPPORTED").
 --
+-- A sandbox that starts its processes itself (namespace_sandbox hands each command to a process
+-- it prepared ahead of time) gives `launch` instead:
+--
+--   process = launch(argv, spawn_opts, background)
+--     argv       = { prefix..., "/bin/sh", "-c", command }, spawn_opts = what proc.spawn would get
+--     process    = a moonbox.proc Process running the command (timeout armed), or nil, msg, CODE
+--
 -- and `on_start(sb)` / `on_stop(sb)` hooks (start() is implied by the first command; a failing
 -- on_start makes execute/spawn return its nil, msg, CODE). Everything else — result shape,
 -- caps, timeouts, background bookkeeping, cleanup — is shared.
@@ -39,6 +46,7 @@ local options = {
   root = "string", backend = "any", env = "table", clean_env = "boolean", timeout = "number",
   max_output = "number", grace = "number", enable_execute = "boolean", id = "string",
   kind = "string", argv_prefix = "function", on_start = "function", on_stop = "function",
+  launch = "function",
 }
 
 local function check_options(where, opts, known)
@@ -111,6 +119,7 @@ function M.new(opts)
     _grace = opts.grace or 2,
     _enabled = opts.enable_execute ~= false,
     _argv_prefix = opts.argv_prefix,
+    _launch = opts.launch,
     _on_start = opts.on_start,
     _on_stop = opts.on_stop,
     _started = opts.on_start == nil, -- nothing to start: ready at once
@@ -236,6 +245,11 @@ end
 function Sandbox:execute(command, opts)
   local argv, spawn_opts, code = self:_prepare("execute", command, opts, false)
   if not argv then return nil, spawn_opts, code end
+  if self._launch then
+    local p <close>, msg, lcode = self._launch(argv, spawn_opts, false)
+    if not p then return nil, "execute: " .. msg, lcode end
+    return p:wait()
+  end
   local result, msg, rcode = proc.run(argv, spawn_opts)
   if not result then return nil, "execute: " .. msg, rcode end
   return result
@@ -246,7 +260,12 @@ end
 function Sandbox:spawn(command, opts)
   local argv, spawn_opts, code = self:_prepare("spawn", command, opts, true)
   if not argv then return nil, spawn_opts, code end
-  local p, msg, pcode = proc.spawn(argv, spawn_opts)
+  local p, msg, pcode
+  if self._launch then
+    p, msg, pcode = self._launch(argv, spawn_opts, true)
+  else
+    p, msg, pcode = proc.spawn(argv, spawn_opts)
+  end
   if not p then return nil, "spawn: " .. msg, pcode end
   self._bg_next = self._bg_next + 1
   local id = "bg_" .. self._bg_next
@@ -302,7 +321,7 @@ end
 -- moonbox.local_sandbox{root =, env =, timeout = 120, max_output = 100000, enable_execute = true}
 function M.local_sandbox(opts)
   if type(opts) ~= "table" then error("local_sandbox: expects a table of options", 2) end
-  for _, k in ipairs { "argv_prefix", "kind", "on_start", "on_stop" } do
+  for _, k in ipairs { "argv_prefix", "kind", "on_start", "on_stop", "launch" } do
     if opts[k] ~= nil then error("local_sandbox: unknown option '" .. k .. "'", 2) end
   end
   local o = {}
