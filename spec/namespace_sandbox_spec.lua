@@ -48,16 +48,36 @@ local function wait_for(path)
   error("timed out waiting for " .. path)
 end
 
--- Host pids of the processes in the sandbox's user namespace, the holder itself excepted.
+-- The host's processes: pid -> { ppid, state, cmd } (cmd: argv joined by spaces).
+local function processes()
+  local t = {}
+  for pid in host("ls /proc"):gmatch("%d+") do
+    local status, cmdline = slurp("/proc/" .. pid .. "/status"), slurp("/proc/" .. pid .. "/cmdline")
+    if status and cmdline then
+      t[pid] = { ppid = status:match("PPid:%s*(%d+)"), state = status:match("State:%s*(%a)"),
+        cmd = cmdline:gsub("%z", " ") }
+    end
+  end
+  return t
+end
+
+-- Host pids of what the sandbox's commands run: live processes below one of its helpers
+-- (moonbox-nsexec --join <its holder>), the spare waiting for the next command excepted. The
+-- helpers themselves (runner, keeper, init) are not counted: they run nothing of the command's.
 local function inside_pids(sb)
-  local holder = sb._ns.holder:token():match("^(%d+)")
-  -- zombies (an init killed with its parent, not yet reaped by the host) run nothing: skipped
-  local out = host("U=$(readlink /proc/" .. holder .. "/ns/user); for p in /proc/[0-9]*; do " ..
-    "[ \"$(readlink $p/ns/user 2>/dev/null)\" = \"$U\" ] && ! grep -q '^State:.Z' $p/status " ..
-    "2>/dev/null && echo ${p#/proc/}; done; true")
+  local token = "--join " .. sb._ns.holder:token() .. " "
+  local spare = sb._ns.spare and tostring(sb._ns.spare:pid())
+  local t = processes()
   local pids = {}
-  for pid in out:gmatch("%d+") do
-    if pid ~= holder then pids[#pids + 1] = pid end
+  for pid, p in pairs(t) do
+    if p.state ~= "Z" and not p.cmd:find(token, 1, true) then
+      local top, up, hops = nil, p.ppid, 0
+      while up and t[up] and hops < 64 do -- the topmost helper above it
+        if t[up].cmd:find(token, 1, true) then top = up end
+        up, hops = t[up].ppid, hops + 1
+      end
+      if top and top ~= spare then pids[#pids + 1] = pid end
+    end
   end
   return pids
 end
@@ -214,6 +234,7 @@ describe("namespace_sandbox", function()
     it("reports what it enforces", function()
       local caps = sb:capabilities()
       assert.are.same({ "user", "mount", "pid", "ipc", "uts", "net" }, caps.namespaces)
+      assert.are.same(caps.namespaces, caps.per_command) -- none is shared between commands
       assert.is_true(caps.seccomp)
       assert.is_false(caps.network)
       assert.is_false(caps.pids) -- none asked for
@@ -226,6 +247,98 @@ describe("namespace_sandbox", function()
       assert.are.equal(30, caps.cpu_time)
       assert.matches("^30\n", limited:execute("ulimit -t").output)
       limited:stop()
+    end)
+  end)
+
+  describe("keeps every command in namespaces of its own", function()
+    local KINDS = { "user", "net", "ipc", "uts", "mnt", "pid" }
+    local READLINKS = "for n in user net ipc uts mnt pid; do readlink /proc/self/ns/$n; done"
+
+    local function inodes(output)
+      local t = {}
+      for kind, ino in output:gmatch("(%a+):%[(%d+)%]") do t[kind] = ino end
+      return t
+    end
+
+    local function ids(output) -- moonbox-escape-probe nsids: "kind id" lines
+      local t = {}
+      for kind, id in output:gmatch("(%a+) (%S+)") do t[kind] = id end
+      return t
+    end
+
+    -- the output of background process `id` once it contains `what` (a busy machine may take
+    -- seconds to start it)
+    local function bg_output(id, what)
+      local out = ""
+      local deadline = moonbox.now() + 15
+      repeat
+        out = out .. (sb:read_output(id).output or "")
+        if out:find(what, 1, true) then return out end
+        moonbox.sleep(0.01)
+      until moonbox.now() > deadline
+      error("background process never printed " .. what .. ": " .. out)
+    end
+
+    it("two commands in a row: new user, net, ipc, uts, mount and pid namespaces", function()
+      local host_ids = ids(host(q(probe) .. " nsids"))
+      local a = ids(sb:execute(q(probe) .. " nsids").output)
+      local b = ids(sb:execute(q(probe) .. " nsids").output)
+      local c = ids(sb:execute(q(probe) .. " nsids").output)
+      for _, kind in ipairs(KINDS) do
+        assert.is_string(a[kind], kind)
+        assert.are_not.equal(host_ids[kind], a[kind], kind)
+        -- ids from NS_GET_ID are never reused; inode numbers ("ino:") are recycled once a
+        -- namespace is freed, so those are compared while both are alive (the next test)
+        if not a[kind]:find("^ino:") then
+          assert.are_not.equal(a[kind], b[kind], kind)
+          assert.are_not.equal(b[kind], c[kind], kind)
+          assert.are_not.equal(a[kind], c[kind], kind)
+        end
+      end
+    end)
+
+    it("a background process and concurrent commands: different namespace inodes", function()
+      local id = assert(sb:spawn(READLINKS .. "; echo ready; sleep 30"))
+      local bg = inodes(bg_output(id, "ready"))
+      local a = inodes(sb:execute(READLINKS .. "; " .. READLINKS .. " >&2").output)
+      local holder = sb._ns.holder:token():match("^(%d+)")
+      local tmpl = inodes(host("for n in user mnt; do readlink /proc/" .. holder .. "/ns/$n; done"))
+      local mine = inodes(host(READLINKS))
+      for _, kind in ipairs(KINDS) do
+        assert.is_string(bg[kind], kind)
+        assert.are_not.equal(bg[kind], a[kind], kind)
+        assert.are_not.equal(mine[kind], bg[kind], kind)
+        assert.are_not.equal(mine[kind], a[kind], kind)
+        if tmpl[kind] then -- the template's are copied, never joined
+          assert.are_not.equal(tmpl[kind], bg[kind], kind)
+          assert.are_not.equal(tmpl[kind], a[kind], kind)
+        end
+      end
+      assert.is_true(sb:kill(id))
+    end)
+
+    it("SysV IPC objects one command makes are gone for the next", function()
+      if not host("command -v ipcmk && command -v ipcs"):find("ipcs") then
+        return pending("no ipcmk/ipcs (util-linux) on this host")
+      end
+      local count = "ipcs -q -m | grep -c '^0x'"
+      local r = sb:execute("ipcmk -Q > /dev/null && ipcmk -M 4096 > /dev/null && " .. count)
+      assert.are.equal("2\n", r.output) -- a queue and a segment, visible inside that command
+      assert.are.equal("0\n", sb:execute(count).output)
+    end)
+
+    it("an abstract unix socket a background process listens on is out of reach", function()
+      local id = assert(sb:spawn(q(probe) .. " unix-listen moonbox-spec-ns"))
+      bg_output(id, "listening")
+      local r = sb:execute(q(probe) .. " unix-connect moonbox-spec-ns")
+      assert.matches("connect: Connection refused", r.output)
+      -- control: within one command (one network namespace) the same connection is made
+      r = sb:execute(q(probe) .. " unix-listen moonbox-spec-same > /tmp/l & " ..
+        "until grep -q listening /tmp/l; do sleep 0.01; done; " ..
+        q(probe) .. " unix-connect moonbox-spec-same; wait; cat /tmp/l")
+      assert.matches("^connected\n", r.output)
+      assert.matches("accepted", r.output)
+      sb:kill(id)
     end)
   end)
 
@@ -451,8 +564,11 @@ describe("namespace_sandbox", function()
     local s = nsb.new{ root = root }
     assert.is_true(s:start())
     local holder = s._ns.holder:token():match("^(%d+)")
+    local spare = tostring(s._ns.spare:pid()) -- the next command's helper, waiting
+    assert.is_true(alive(spare))
     s:stop()
     assert.is_false(alive(holder))
+    assert.is_false(alive(spare))
     assert.is_false(s:is_alive())
   end)
 

@@ -7,23 +7,24 @@
 --   sb:execute("make test")    --> { output, stdout, stderr, exit_code, truncated, timed_out, ... }
 --   sb:capabilities()          --> what is enforced (namespaces, seccomp, limits, network)
 --
--- Per sandbox, `start()` starts moonbox-nsexec --hold: a user namespace (the command's user is
--- uid 1000 "sandbox" inside and the caller's uid outside), an ipc namespace, a network
--- namespace with only a
--- loopback device (unless network = true), and a mount namespace holding the sandbox's root:
--- /workspace = root (read-write, the working directory), /usr /bin /lib /lib64 /sbin read-only,
--- a generated /etc, /dev with null/zero/full/random/urandom, a private /tmp, the `readonly` and
--- `writable` host paths at their own paths, nothing else of the host. Per command, the helper
--- joins those and unshares fresh mount, pid and uts namespaces; the command's shell runs
--- under rlimits, no_new_privs and the seccomp filter, in the sandbox's cgroup (memory, pids)
--- where the host lets us create one. It then checks the whole path once by running `exit 0`.
+-- Every command runs in namespaces of its own — user, mount, pid, ipc, uts and, unless
+-- network = true, network — never shared with another command (moonbox-nsexec, nsrun.c). Per
+-- sandbox, `start()` starts moonbox-nsexec --hold, the template: a user namespace (the command's
+-- user is uid 1000 "sandbox" inside and the caller's uid outside) and a mount namespace holding
+-- the sandbox's root: /workspace = root (read-write, the working directory), /usr /bin /lib
+-- /lib64 /sbin read-only, a generated /etc, /dev with null/zero/full/random/urandom, a private
+-- /tmp, the `readonly` and `writable` host paths at their own paths, nothing else of the host.
+-- Each command's helper copies it into a new user namespace nested in the template's and a new
+-- mount namespace, with new pid, ipc, uts and network namespaces; its shell runs under rlimits,
+-- no_new_privs and the seccomp filter, in the sandbox's cgroup (memory, pids) where the host lets
+-- us create one. It then checks the whole path once by running `exit 0`.
 --
--- It fails closed: if any of that is impossible (no user namespaces in an unprivileged
--- container or under AppArmor's restriction, a missing helper, a pids limit nothing can
--- enforce), start() returns nil, reason, "UNSUPPORTED" and every later call fails the same
--- way; nothing ever runs unconfined. Commands, background processes, output caps and timeouts
--- are the local sandbox's (the helper is an argv prefix in front of `/bin/sh -c command`); file
--- operations are a local_backend's on the same root.
+-- Creating those namespaces (a network namespace alone takes about 0.5 ms) is kept off the
+-- command's path: the sandbox keeps one spare — a helper spawned ahead of time whose
+-- namespaces, mounts, limits and filter are all in place, waiting for its command on stdin. A
+-- command takes the spare (or starts one when two commands come at once) and the next spare is
+-- spawned at once, while the command runs; a spare is used once and never reused.
+--
 local native = require "moonbox.namespace"
 local sandbox = require "moonbox.sandbox"
 local proc = require "moonbox.proc"
@@ -128,8 +129,8 @@ function State:plan_limits()
   return true
 end
 
--- moonbox-nsexec --join ... -- : what goes in front of /bin/sh -c command.
-function State:prefix(cwd)
+-- moonbox-nsexec --join ...: a spare's argv (its command comes on stdin).
+function State:spare_argv()
   local argv = { self.helper, "--join", self.holder:token() }
   if self.network then argv[#argv + 1] = "--net" end
   for _, dir in ipairs(self.cgroups or {}) do
@@ -146,9 +147,76 @@ function State:prefix(cwd)
   opt("--nofile", self.nofile)
   opt("--as", self.limits.rlimit_as)
   opt("--nproc", self.limits.rlimit_nproc)
-  opt("--cwd", cwd)
-  argv[#argv + 1] = "--"
   return argv
+end
+
+-- A new spare: a Process whose command has not come yet, or nil, msg, CODE.
+function State:new_spare()
+  return proc.spawn(self:spare_argv(), { cwd = self.root, env = {}, clean_env = true,
+    stdin = true, grace = self.grace, max_output = self.max_output })
+end
+
+-- Keeps one spare ready (if spawning fails, the next command starts its own and reports why).
+function State:replenish()
+  if self.spare == nil and self.holder then self.spare = self:new_spare() end
+end
+
+local HEADER_MAX = 8 * 1024 * 1024
+
+-- The header a spare reads before its command (nsrun.c): stdin mode, cwd, env, argv.
+local function command_header(argv, env, cwd, has_stdin)
+  local fields = { has_stdin and "1" or "0", cwd, "0" }
+  local n = 0
+  for k, v in pairs(env or {}) do
+    if v then
+      if type(k) ~= "string" or type(v) ~= "string" or k == "" or k:find("[=%z]") or
+          v:find("%z") then
+        error("namespace_sandbox: env must map names (no '=' or NUL) to strings without NUL", 4)
+      end
+      n = n + 1
+      fields[#fields + 1] = k .. "=" .. v
+    end
+  end
+  fields[3] = tostring(n)
+  for _, a in ipairs(argv) do fields[#fields + 1] = a end
+  local payload = table.concat(fields, "\0") .. "\0"
+  if #payload > HEADER_MAX then return nil end
+  return string.format("MBX1%08x", #payload) .. payload
+end
+
+-- sandbox.new's launch hook: hands the command to the spare (or a new helper), arms its timeout
+-- and prepares the next spare while it runs.
+function State:launch(argv, spawn_opts, cwd)
+  if self.failure then return nil, self.failure, "UNSUPPORTED" end
+  if not self.holder:alive() then
+    self:drop_spare()
+    return nil, "namespace sandbox: its holder process has died (killed from outside?); " ..
+      "stop() this sandbox and start a new one", "CLOSED"
+  end
+  local header = command_header(argv, spawn_opts.env, cwd, spawn_opts.stdin ~= nil)
+  if not header then
+    return nil, "the command and its environment exceed " .. HEADER_MAX .. " bytes", "INVALID"
+  end
+  local p = self.spare
+  self.spare = nil
+  if p and not p:running() then -- it failed while waiting: a new one says why, or works
+    p:close()
+    p = nil
+  end
+  if not p then
+    local msg, code
+    p, msg, code = self:new_spare()
+    if not p then return nil, msg, code end
+  end
+  p:send(header .. (spawn_opts.stdin or ""), true)
+  p:arm(spawn_opts.timeout)
+  self:replenish()
+  return p
+end
+
+function State:drop_spare()
+  if self.spare then self.spare:close() end
+  self.spare = nil
 end
 
 function State:fail(msg)
@@ -185,28 +253,29 @@ function State:start()
   local holder, msg = native.hold(helper, args)
   if not holder then return self:fail(msg) end
   self.holder = holder
-  -- the per-command half (setns, fresh namespaces, proc, seccomp) once, before anyone relies on it
-  local argv = self:prefix(nil)
-  for _, a in ipairs{ "/bin/sh", "-c", "exit 0" } do argv[#argv + 1] = a end
-  local res, rmsg = proc.run(argv, { cwd = self.root, env = self.env, clean_env = true,
-    timeout = 30, max_output = 4096 })
+  -- the per-command half (fresh namespaces, proc, seccomp) once, before anyone relies on it
+  local p, pmsg = self:launch({ "/bin/sh", "-c", "exit 0" }, { env = self.env, timeout = 30 },
+    "/workspace")
+  local res = p and p:wait()
+  if p then p:close() end
   if not res or res.exit_code ~= 0 then
-    local detail = res and (res.output or ""):gsub("%s+$", "") or tostring(rmsg)
+    local detail = res and (res.output or ""):gsub("%s+$", "") or tostring(pmsg)
     return self:fail("namespace sandbox unavailable: the probe command failed: " .. detail)
   end
   return true
 end
 
 function State:release()
+  self:drop_spare()
   if self.holder then self.holder:close() end
   self.holder = nil
   if self.cgroups and #self.cgroups > 0 then native.cgroup_remove(self.cgroups) end
   self.cgroups = nil
 end
 
--- The working directory inside: ctx.cwd is a host directory at or under the root.
+-- The working directory inside: host_cwd is a host directory at or under the root.
 function State:inside(host_cwd)
-  if host_cwd == nil or host_cwd == self.real_root then return nil end
+  if host_cwd == nil or host_cwd == self.real_root then return "/workspace" end
   return "/workspace" .. host_cwd:sub(#self.real_root + 1)
 end
 
@@ -218,7 +287,8 @@ local function capabilities(st)
     unsupported = st.failure,
     namespaces = st.network and { "user", "mount", "pid", "ipc", "uts" } or
       { "user", "mount", "pid", "ipc", "uts", "net" },
-    per_command = { "mount", "pid", "uts" },
+    per_command = st.network and { "user", "mount", "pid", "ipc", "uts" } or
+      { "user", "mount", "pid", "ipc", "uts", "net" },
     network = st.network,
     seccomp = true,
     no_new_privs = true,
@@ -270,6 +340,8 @@ function M.new(opts)
     writable = path_list(opts.writable, "writable"),
     simulate_unsupported = opts.simulate_unsupported or simulated_by_env(),
     env = env,
+    grace = opts.grace,
+    max_output = opts.max_output,
   }, State)
   local sb, msg, code = sandbox.new{
     kind = "namespace",
@@ -283,13 +355,9 @@ function M.new(opts)
     enable_execute = opts.enable_execute,
     on_start = function() return st:start() end,
     on_stop = function() st:release() end,
-    argv_prefix = function(_, ctx)
-      if st.failure then return nil, st.failure, "UNSUPPORTED" end
-      if not st.holder:alive() then
-        return nil, "namespace sandbox: its holder process has died (killed from outside?); " ..
-          "stop() this sandbox and start a new one", "CLOSED"
-      end
-      return st:prefix(st:inside(ctx.cwd)) -- env: ours merged with the call's, never the host's
+    -- env: ours merged with the call's, never the host's
+    launch = function(argv, spawn_opts)
+      return st:launch(argv, spawn_opts, st:inside(spawn_opts.cwd))
     end,
   }
   if not sb then return nil, msg, code end

@@ -12,6 +12,12 @@
  *   unshare                unshare(CLONE_NEWUSER), then clone(CLONE_NEWUSER)
  *   mount                  mount a tmpfs on /tmp
  *   chmod PATH             chmod(PATH, 0)
+ *   nsids                  "NAME ID" for the user, net, ipc, uts, mnt and pid namespaces: the
+ *                          kernel's 64-bit namespace id (NS_GET_ID, never reused), else
+ *                          "NAME ino:INODE" (inode numbers are recycled once a namespace is gone)
+ *   unix-listen NAME       bind the abstract unix socket @NAME, print "listening", then
+ *                          "accepted" for the first connection (gives up after 20 s)
+ *   unix-connect NAME      connect to @NAME: "connected" or "connect: <error>"
  *   denied                 one harmless call each of io_uring_setup, bpf, perf_event_open,
  *                          keyctl, add_key, userfaultfd, setns, open_by_handle_at: "name: ok" or
  *                          "name: <error>" per line (bad pointers and descriptors, so on the
@@ -23,6 +29,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +38,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/ioctl.h>
+#include <sys/un.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,6 +106,57 @@ static int do_unshare(void)
   return a && b ? 1 : 0;
 }
 
+static int do_nsids(void)
+{
+  static const char *const names[] = {"user", "net", "ipc", "uts", "mnt", "pid"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/ns/%s", names[i]);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    uint64_t id = 0;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) return result(path, -1, "");
+    if (ioctl(fd, _IOR(0xb7, 0xd, uint64_t), &id) == 0) /* NS_GET_ID, Linux 6.18 */
+      printf("%s %llu\n", names[i], (unsigned long long)id);
+    else
+      printf("%s ino:%llu\n", names[i], (unsigned long long)st.st_ino);
+    close(fd);
+  }
+  return 0;
+}
+
+/* The abstract address @name (no file: it lives in the network namespace). */
+static socklen_t abstract(struct sockaddr_un *a, const char *name)
+{
+  memset(a, 0, sizeof *a);
+  a->sun_family = AF_UNIX;
+  size_t n = strlen(name);
+  if (n > sizeof a->sun_path - 1) n = sizeof a->sun_path - 1;
+  memcpy(a->sun_path + 1, name, n);
+  return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+static int do_unix_listen(const char *name)
+{
+  struct sockaddr_un a;
+  socklen_t len = abstract(&a, name);
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (s < 0 || bind(s, (struct sockaddr *)&a, len) < 0 || listen(s, 4) < 0)
+    return result("listen", -1, "");
+  printf("listening\n");
+  alarm(20);
+  return result("accept", accept(s, NULL, NULL), "accepted");
+}
+
+static int do_unix_connect(const char *name)
+{
+  struct sockaddr_un a;
+  socklen_t len = abstract(&a, name);
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (s < 0) return result("socket", -1, "");
+  return result("connect", connect(s, (struct sockaddr *)&a, len), "connected");
+}
+
 static void try_call(const char *name, long rc)
 {
   if (rc < 0)
@@ -134,6 +196,9 @@ int main(int argc, char **argv)
   if (strcmp(m, "mount") == 0)
     return result("mount", mount("tmpfs", "/tmp", "tmpfs", 0, NULL), "mounted");
   if (strcmp(m, "denied") == 0) return do_denied();
+  if (strcmp(m, "nsids") == 0) return do_nsids();
+  if (strcmp(m, "unix-listen") == 0 && argc == 3) return do_unix_listen(argv[2]);
+  if (strcmp(m, "unix-connect") == 0 && argc == 3) return do_unix_connect(argv[2]);
   if (strcmp(m, "chmod") == 0 && argc == 3) return result("chmod", chmod(argv[2], 0), "changed");
   return 2;
 }

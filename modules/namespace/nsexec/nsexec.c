@@ -1,28 +1,22 @@
 /* nsexec.c: moonbox-nsexec, the helper the namespace sandbox puts in front of every command.
  *
  *   moonbox-nsexec --hold --root DIR [--net] [--ro PATH]... [--rw PATH]... [--tmp-size BYTES]
- *       One per sandbox. Creates a user namespace (the sandbox user, uid 1000 inside, is the
- *       caller's uid outside), a mount namespace holding the sandbox's file system (nsroot.c),
- *       an ipc namespace and, unless --net, a network namespace with only a loopback device.
- *       (The ipc namespace is the sandbox's, not each command's: tearing one down waits for an
- *       RCU grace period — its mqueue mount — which cost 1-3 ms per command on a busy host.)
- *       Prints "ready" on
- *       stdout once built (or a reason on stderr and exits 125), then lives until its stdin
- *       closes or its parent dies. It runs nothing itself.
+ *       One per sandbox: the template. Creates a user namespace (the sandbox user, uid 1000
+ *       inside, is the caller's uid outside) and a mount namespace holding the sandbox's file
+ *       system (nsroot.c), prints "ready" on stdout once built (or a reason on stderr and exits
+ *       125), then lives until its stdin closes or its parent dies. It runs nothing itself.
  *   moonbox-nsexec --join PID:STARTTIME [--net] [--cgroup DIR]... [--cpu S] [--nofile N]
- *                  [--as BYTES] [--nproc N] [--fsize BYTES] [--cwd DIR] -- COMMAND...
- *       One per command. Joins the cgroups, then the holder's user, network, ipc and mount
- *       namespaces (by pidfd, checked against the holder's start time so a recycled pid is
- *       refused), unshares fresh mount, pid and uts namespaces and forks the namespace's
- *       init. The init mounts the pid namespace's own /proc, applies rlimits, no_new_privs and
- *       the seccomp filter (nsfilter.c), starts COMMAND and reaps; when COMMAND ends the init
- *       exits and the kernel kills whatever the command left behind. This process relays
- *       SIGTERM/SIGINT/SIGHUP/SIGQUIT to the init, which forwards them to every process of
- *       the namespace, and exits with the command's status (a signal n becomes 128+n).
+ *                  [--as BYTES] [--nproc N] [--fsize BYTES] [--cwd DIR] [-- COMMAND...]
+ *       One per command, in fresh namespaces (nsrun.c): joins the template's user and mount
+ *       namespaces only to copy them — a new user namespace nested in the template's, a new
+ *       mount namespace copied from its root, and new pid, ipc, uts and (unless --net) network
+ *       namespaces, none ever shared with another command. Without "-- COMMAND" it is a spare:
+ *       everything is built and the command arrives later on stdin (nsrun.c describes the
+ *       header), so the host can prepare the next command's namespaces ahead of time.
  *
  * Both die with their parent (PR_SET_PDEATHSIG) and close every inherited descriptor but 0-2.
- * The configuration comes only from argv; nothing goes through a shell. Exit 125: the helper
- * itself failed, with "moonbox-nsexec: <step>: <reason>" on stderr. */
+ * The configuration comes only from argv (and a spare's command header); nothing goes through a
+ * shell. Exit 125: the helper itself failed, with "moonbox-nsexec: <step>: <reason>" on stderr. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +29,6 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -149,8 +142,8 @@ static int parse(int argc, char **argv, struct ns_cfg *cfg)
     ns_report(0, "--hold needs --root");
     return -1;
   }
-  if (mode == 1 && (!cfg->argv || !cfg->argv[0])) {
-    ns_report(0, "--join needs -- COMMAND...");
+  if (mode == 1 && cfg->argv && !cfg->argv[0]) {
+    ns_report(0, "--join: nothing after --");
     return -1;
   }
   if (mode < 0) usage();
@@ -165,7 +158,7 @@ static int tie_to_parent(void)
   return getppid() == parent ? 0 : -1;
 }
 
-static int write_proc(const char *path, const char *text)
+int ns_write_proc(const char *path, const char *text)
 {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return -1;
@@ -200,25 +193,24 @@ static int hold(const struct ns_cfg *cfg)
 {
   uid_t uid = geteuid();
   gid_t gid = getegid();
-  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | (cfg->net ? 0 : CLONE_NEWNET);
-  int rc = cfg->deny_userns ? (errno = EPERM, -1) : unshare(flags);
+  int rc = cfg->deny_userns ? (errno = EPERM, -1) : unshare(CLONE_NEWUSER | CLONE_NEWNS);
   if (rc < 0) {
-    ns_report(errno, "unshare(user, mount, ipc%s namespaces)", cfg->net ? "" : ", network");
+    ns_report(errno, "unshare(user, mount namespaces)");
     userns_hint();
     return NS_EXIT_SETUP;
   }
   char map[64];
-  if (write_proc("/proc/self/setgroups", "deny") < 0) {
+  if (ns_write_proc("/proc/self/setgroups", "deny") < 0) {
     ns_report(errno, "write /proc/self/setgroups");
     return NS_EXIT_SETUP;
   }
   snprintf(map, sizeof map, "%d %u 1\n", NS_UID, (unsigned)uid);
-  if (write_proc("/proc/self/uid_map", map) < 0) {
+  if (ns_write_proc("/proc/self/uid_map", map) < 0) {
     ns_report(errno, "write /proc/self/uid_map");
     return NS_EXIT_SETUP;
   }
   snprintf(map, sizeof map, "%d %u 1\n", NS_GID, (unsigned)gid);
-  if (write_proc("/proc/self/gid_map", map) < 0) {
+  if (ns_write_proc("/proc/self/gid_map", map) < 0) {
     ns_report(errno, "write /proc/self/gid_map");
     return NS_EXIT_SETUP;
   }
@@ -233,190 +225,6 @@ static int hold(const struct ns_cfg *cfg)
   }
 }
 
-/* The 22nd field of /proc/PID/stat: start time in clock ticks since boot. */
-static long long start_time(pid_t pid)
-{
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-  if (!p) return -1;
-  p++;
-  for (int field = 3; field < 22 && p; field++) p = strchr(p + 1, ' ');
-  return p ? strtoll(p + 1, NULL, 10) : -1;
-}
-
-static int join_holder(const struct ns_cfg *cfg)
-{
-  int pid = 0;
-  long long start = 0;
-  if (sscanf(cfg->join, "%d:%lld", &pid, &start) != 2 || pid <= 0) {
-    ns_report(0, "--join %s: need PID:STARTTIME", cfg->join);
-    return -1;
-  }
-  int pfd = pidfd_open(pid, 0);
-  if (pfd < 0 || start_time(pid) != start) {
-    ns_report(pfd < 0 ? errno : ESRCH, "the sandbox's holder process %d is gone", pid);
-    if (pfd >= 0) close(pfd);
-    return -1;
-  }
-  int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWIPC | (cfg->net ? 0 : CLONE_NEWNET);
-  int rc = setns(pfd, flags);
-  int err = errno;
-  close(pfd);
-  if (rc < 0) {
-    ns_report(err, "join the sandbox's namespaces");
-    return -1;
-  }
-  if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS) < 0) {
-    ns_report(errno, "unshare(mount, pid, uts namespaces)");
-    return -1;
-  }
-  if (sethostname("moonbox", 7) < 0) {
-    ns_report(errno, "sethostname");
-    return -1;
-  }
-  return 0;
-}
-
-static int join_cgroups(const struct ns_cfg *cfg)
-{
-  for (int i = 0; i < cfg->ncgroups; i++) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/cgroup.procs", cfg->cgroups[i]);
-    if (write_proc(path, "0") < 0) {
-      ns_report(errno, "join cgroup %s", cfg->cgroups[i]);
-      return -1;
-    }
-  }
-  return 0;
-}
-
-static int set_limit(int resource, long long value, const char *name)
-{
-  struct rlimit rl;
-  if (getrlimit(resource, &rl) < 0) return -1;
-  rlim_t v = (rlim_t)value;
-  if (rl.rlim_max != RLIM_INFINITY && v > rl.rlim_max) v = rl.rlim_max; /* cannot raise */
-  rl.rlim_cur = v;
-  rl.rlim_max = v;
-  if (resource == RLIMIT_CPU && v != RLIM_INFINITY) rl.rlim_max = v + 1; /* SIGXCPU, then KILL */
-  if (setrlimit(resource, &rl) < 0) {
-    ns_report(errno, "setrlimit %s", name);
-    return -1;
-  }
-  return 0;
-}
-
-static int apply_limits(const struct ns_cfg *cfg)
-{
-  if (set_limit(RLIMIT_CORE, 0, "core") < 0) return -1;
-  if (cfg->cpu && set_limit(RLIMIT_CPU, cfg->cpu, "cpu") < 0) return -1;
-  if (cfg->nofile && set_limit(RLIMIT_NOFILE, cfg->nofile, "nofile") < 0) return -1;
-  if (cfg->as && set_limit(RLIMIT_AS, cfg->as, "as") < 0) return -1;
-  if (cfg->nproc && set_limit(RLIMIT_NPROC, cfg->nproc, "nproc") < 0) return -1;
-  if (cfg->fsize && set_limit(RLIMIT_FSIZE, cfg->fsize, "fsize") < 0) return -1;
-  return 0;
-}
-
-static void forward(int sig)
-{
-  kill(-1, sig); /* from pid 1: every other process of the namespace */
-}
-
-static const int relayed[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-
-static int status_code(int st)
-{
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* pid 1 of the command's pid namespace. Never returns. */
-static void run_init(const struct ns_cfg *cfg, int lifefd)
-{
-  struct pollfd p = {.fd = lifefd, .events = POLLIN};
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || poll(&p, 1, 0) != 0) _exit(NS_EXIT_SETUP);
-  close(lifefd);
-  if (ns_mount_proc(cfg->caller_is_root) < 0) _exit(NS_EXIT_SETUP);
-  if (chdir(cfg->cwd) < 0) {
-    ns_report(errno, "cd %s", cfg->cwd);
-    _exit(NS_EXIT_SETUP);
-  }
-  if (apply_limits(cfg) < 0 || ns_load_filter(cfg) < 0) _exit(NS_EXIT_SETUP);
-  struct sigaction sa = {.sa_handler = forward};
-  sigemptyset(&sa.sa_mask);
-  for (size_t i = 0; i < sizeof relayed / sizeof *relayed; i++) sigaction(relayed[i], &sa, NULL);
-  fflush(stderr);
-  sigset_t none;
-  sigemptyset(&none);
-  pid_t cmd = vfork();
-  if (cmd == 0) {
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(cfg->argv[0], cfg->argv, environ);
-    int err = errno;
-    static const char pre[] = "moonbox-nsexec: cannot run ";
-    const char *why = strerror(err);
-    if (write(2, pre, sizeof pre - 1) < 0 || write(2, cfg->argv[0], strlen(cfg->argv[0])) < 0 ||
-        write(2, ": ", 2) < 0 || write(2, why, strlen(why)) < 0 || write(2, "\n", 1) < 0) {
-    }
-    _exit(err == ENOENT ? 127 : 126);
-  }
-  if (cmd < 0) {
-    ns_report(errno, "start the command");
-    _exit(NS_EXIT_SETUP);
-  }
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  for (;;) {
-    int st = 0;
-    pid_t w = waitpid(-1, &st, 0);
-    if (w == cmd) _exit(status_code(st));
-    if (w < 0 && errno != EINTR) _exit(NS_EXIT_SETUP);
-  }
-}
-
-static int join(const struct ns_cfg *cfg)
-{
-  if (join_cgroups(cfg) < 0 || join_holder(cfg) < 0) return NS_EXIT_SETUP;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGCHLD);
-  for (size_t i = 0; i < sizeof relayed / sizeof *relayed; i++) sigaddset(&set, relayed[i]);
-  sigprocmask(SIG_BLOCK, &set, NULL);
-  int life[2];
-  if (pipe2(life, O_CLOEXEC) < 0) {
-    ns_report(errno, "pipe");
-    return NS_EXIT_SETUP;
-  }
-  fflush(stderr);
-  pid_t init = fork();
-  if (init == 0) {
-    close(life[1]);
-    run_init(cfg, life[0]);
-  }
-  close(life[0]);
-  if (init < 0) {
-    ns_report(errno, "fork the sandbox's init");
-    return NS_EXIT_SETUP;
-  }
-  for (;;) {
-    siginfo_t si;
-    int sig = sigwaitinfo(&set, &si);
-    if (sig < 0) continue;
-    if (sig != SIGCHLD) {
-      kill(init, sig);
-      continue;
-    }
-    int st = 0;
-    pid_t w = waitpid(init, &st, WNOHANG);
-    if (w == init) return status_code(st);
-  }
-}
-
 int main(int argc, char **argv)
 {
   struct ns_cfg cfg = {0};
@@ -428,5 +236,5 @@ int main(int argc, char **argv)
   if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0) {
     for (int fd = 3; fd < 1024; fd++) close(fd);
   }
-  return mode == 0 ? hold(&cfg) : join(&cfg);
+  return mode == 0 ? hold(&cfg) : ns_run(&cfg);
 }

@@ -25,17 +25,23 @@ struct ns_cfg {
   long long tmp_size;                      /* bytes of the private /tmp; 0 = tmpfs default */
   const char *join;                        /* "pid:starttime" of the holder */
   int caller_is_root;                      /* euid 0 outside: the sandbox user is root's uid */
-  char **argv;                             /* the command (after "--") */
+  char **argv; /* the command (after "--"); NULL: a spare, the command comes on stdin */
 };
 
 /* Prints "moonbox-nsexec: <what>: <strerror(err)>" (err 0: no suffix) on stderr. */
 void ns_report(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Writes text to a /proc file; returns 0 or -1 with errno set. */
+int ns_write_proc(const char *path, const char *text);
+
+/* --join: one command in fresh namespaces (nsrun.c). Returns the exit status to exit with. */
+int ns_run(const struct ns_cfg *cfg);
+
 /* Builds the sandbox root in the current (fresh, private) mount namespace and pivots into it.
  * Leaves the host's /proc bound at /proc, for ns_mount_proc to replace. Returns 0 or -1. */
 int ns_build_root(const struct ns_cfg *cfg);
 
-/* In a process that is pid 1 of a fresh pid namespace, inside a private copy of the holder's
+/* In a process that is pid 1 of a fresh pid namespace, inside a fresh copy of the holder's
  * mount namespace: mounts this namespace's proc, read-only, over the host's at /proc. */
 int ns_mount_proc(int caller_is_root);
 
