@@ -317,6 +317,26 @@ describe("namespace_sandbox", function()
       assert.is_true(sb:kill(id))
     end)
 
+    it("hands each command to a spare; the next is made during it, or after it after a pause",
+      function()
+        local s = nsb.new{ root = root }
+        assert.is_true(s:start())
+        local first = assert(s._ns.spare) -- made after start's probe
+        assert.are.equal(0, s:execute("true").exit_code) -- back to back: first is taken and the
+        local second = assert(s._ns.spare) -- next spawned while the command runs
+        assert.are_not.equal(first, second)
+        -- used once and closed with its command: it can never be handed a second one
+        assert.has_error(function() first:running() end)
+        moonbox.sleep(0.02) -- a pause, as between an agent's model calls
+        assert.are.equal(0, s:execute("true").exit_code)
+        assert.is_nil(s._ns.spare) -- not made while the command ran...
+        moonbox.sleep(0.01)
+        local third = assert(s._ns.spare) -- ...but on the next turn of the loop
+        assert.are_not.equal(second, third)
+        s:stop()
+        assert.is_nil(s._ns.spare)
+      end)
+
     it("SysV IPC objects one command makes are gone for the next", function()
       if not host("command -v ipcmk && command -v ipcs"):find("ipcs") then
         return pending("no ipcmk/ipcs (util-linux) on this host")

@@ -23,6 +23,7 @@
 --   process = launch(argv, spawn_opts, background)
 --     argv       = { prefix..., "/bin/sh", "-c", command }, spawn_opts = what proc.spawn would get
 --     process    = a moonbox.proc Process running the command (timeout armed), or nil, msg, CODE
+--   on_done()    = called by execute once the command's result is in (optional)
 --
 -- and `on_start(sb)` / `on_stop(sb)` hooks (start() is implied by the first command; a failing
 -- on_start makes execute/spawn return its nil, msg, CODE). Everything else — result shape,
@@ -46,7 +47,7 @@ local options = {
   root = "string", backend = "any", env = "table", clean_env = "boolean", timeout = "number",
   max_output = "number", grace = "number", enable_execute = "boolean", id = "string",
   kind = "string", argv_prefix = "function", on_start = "function", on_stop = "function",
-  launch = "function",
+  launch = "function", on_done = "function",
 }
 
 local function check_options(where, opts, known)
@@ -120,6 +121,7 @@ function M.new(opts)
     _enabled = opts.enable_execute ~= false,
     _argv_prefix = opts.argv_prefix,
     _launch = opts.launch,
+    _on_done = opts.on_done,
     _on_start = opts.on_start,
     _on_stop = opts.on_stop,
     _started = opts.on_start == nil, -- nothing to start: ready at once
@@ -248,7 +250,9 @@ function Sandbox:execute(command, opts)
   if self._launch then
     local p <close>, msg, lcode = self._launch(argv, spawn_opts, false)
     if not p then return nil, "execute: " .. msg, lcode end
-    return p:wait()
+    local result = p:wait()
+    if self._on_done then self._on_done() end
+    return result
   end
   local result, msg, rcode = proc.run(argv, spawn_opts)
   if not result then return nil, "execute: " .. msg, rcode end
@@ -321,7 +325,7 @@ end
 -- moonbox.local_sandbox{root =, env =, timeout = 120, max_output = 100000, enable_execute = true}
 function M.local_sandbox(opts)
   if type(opts) ~= "table" then error("local_sandbox: expects a table of options", 2) end
-  for _, k in ipairs { "argv_prefix", "kind", "on_start", "on_stop", "launch" } do
+  for _, k in ipairs { "argv_prefix", "kind", "on_start", "on_stop", "launch", "on_done" } do
     if opts[k] ~= nil then error("local_sandbox: unknown option '" .. k .. "'", 2) end
   end
   local o = {}
