@@ -113,7 +113,8 @@ local rows = {
   },
   {
     -- the same with 5 ms between commands (untimed), as an agent's commands come: the spare
-    -- is ready when the command arrives, so this is the command's own path only
+    -- is ready when the command arrives and the next one is made after it, so this is the
+    -- command's own path only
     label = 'namespace_sandbox, commands 5 ms apart',
     pause = 0.005,
     make = function(dir) return namespace_run(dir) end,
