@@ -3,7 +3,9 @@
  *   helper()                      path of moonbox-nsexec (MOONBOX_NSEXEC, else beside this
  *                                 binary or moonbox.so, else the install bindir)
  *   hold(helper, args)            starts `helper --hold args...` and waits until it has built
- *                                 the sandbox's namespaces and file system: a Holder, or
+ *                                 the sandbox's template (a user namespace and a mount namespace
+ *                                 with the sandbox's file system, which every command's helper
+ *                                 copies into namespaces of its own): a Holder, or
  *                                 nil, reason, "UNSUPPORTED" (the helper's own words)
  *   Holder:token()                "pid:starttime", what `--join` takes
  *   Holder:alive()                false once the holder has exited
