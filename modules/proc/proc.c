@@ -6,17 +6,21 @@
  *   realpath(path) -> path | nil, msg, CODE             the canonical absolute path
  *   opts: cwd, env = {NAME = value | false}, clean_env (start from an empty environment),
  *         stdin (string; true: a socket left open for Process:send; else /dev/null), timeout
- * (seconds; nil = none), grace (seconds from SIGTERM to SIGKILL, default 2), max_output (bytes kept
- * per stream, default 100000) Process:wait() -> {output, stdout, stderr, exit_code, truncated,
- * timed_out, duration, signal}; yields inside a task, blocks elsewhere Process:read() -> {output,
- * stdout, stderr, running, exit_code, truncated}: only what arrived since the last read (bounded
- * like wait's) Process:kill([signal]) -> boolean    signal the whole group (default SIGKILL, then
- * reaped); false if it had already finished Process:pid(), Process:running(), Process:exit_code()
- * (nil while running), Process:close() (also __gc and __close) Process:send(data [, close]) ->
- * boolean   queue bytes for the stdin of a process spawned with stdin = true (a socket kept open);
- * close: end stdin once they are written; false if stdin is already closed Process:arm([timeout])
- * -> Process   the command starts now: duration counts from here, and the timeout (seconds) too;
- * for a process prepared ahead of its command
+ *         (seconds; nil = none), grace (seconds from SIGTERM to SIGKILL, default 2),
+ *         max_output (bytes kept per stream, default 100000)
+ *   Process:wait() -> {output, stdout, stderr, exit_code, truncated, timed_out, duration,
+ *                     signal}; yields inside a task, blocks elsewhere
+ *   Process:read() -> {output, stdout, stderr, running, exit_code, truncated}: only what arrived
+ *                     since the last read (bounded like wait's)
+ *   Process:kill([signal]) -> boolean    signal the whole group (default SIGKILL, then reaped);
+ *                     false if it had already finished
+ *   Process:pid(), Process:running(), Process:exit_code() (nil while running),
+ *   Process:close() (also __gc and __close)
+ *   Process:send(data [, close]) -> boolean    queue bytes for the stdin of a process spawned
+ *                     with stdin = true; close: end its stdin once they are written; false if
+ *                     its stdin is already closed
+ *   Process:arm([timeout]) -> Process    its command starts now: duration counts from here,
+ *                     and the timeout (seconds), if given, too (a process prepared ahead of it)
  *
  * Semantics: `output` interleaves stdout and stderr in the order the loop read them. When the
  * shell (the group leader) exits, what is left of its group is killed: nothing outlives its
