@@ -158,6 +158,8 @@ describe("namespace_sandbox", function()
       assert.are.equal("hi\n", with:execute("echo $GREETING").output)
       assert.are.equal("hi there\n",
         with:execute("echo $GREETING $WHO", { env = { WHO = "there" } }).output)
+      assert.are.equal("unset\n", -- false unsets a variable for that call
+        with:execute("echo ${GREETING-unset}", { env = { GREETING = false } }).output)
       with:stop()
     end)
 
@@ -571,6 +573,8 @@ describe("namespace_sandbox", function()
       assert.has_error(function() nsb.new{ root = root, readonly = { "../x" } } end)
       assert.has_error(function() nsb.new{ root = root, pids = -1 } end)
       assert.has_error(function() sb:execute(42) end)
+      assert.has_error(function() sb:execute("true", { env = { A = "x\0y" } }) end)
+      assert.has_error(function() sb:execute("true", { env = { ["A=B"] = "x" } }) end)
     end)
 
     it("is registered as moonbox.namespace_sandbox", function()

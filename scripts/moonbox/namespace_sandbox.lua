@@ -179,7 +179,8 @@ local function command_header(argv, env, cwd, has_stdin)
     if v then
       if type(k) ~= "string" or type(v) ~= "string" or k == "" or k:find("[=%z]") or
           v:find("%z") then
-        error("namespace_sandbox: env must map names (no '=' or NUL) to strings without NUL", 4)
+        -- level 5: the caller of execute/spawn (through launch and sandbox.lua)
+        error("namespace_sandbox: env must map names (no '=' or NUL) to strings without NUL", 5)
       end
       n = n + 1
       fields[#fields + 1] = k .. "=" .. v
@@ -192,8 +193,8 @@ local function command_header(argv, env, cwd, has_stdin)
   return string.format("MBX1%08x", #payload) .. payload
 end
 
--- sandbox.new's launch hook: hands the command to the spare (or a new helper), arms its timeout
--- and prepares the next spare while it runs.
+-- sandbox.new's launch hook: hands the command to the spare (or a new helper), arms its timeout,
+-- and has the next spare made now or, after a pause, once this command is done (see the top).
 function State:launch(argv, spawn_opts, cwd, background)
   if self.failure then return nil, self.failure, "UNSUPPORTED" end
   if not self.holder:alive() then
