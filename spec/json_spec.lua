@@ -55,6 +55,26 @@ describe("moonbox.json", function()
     assert.has_error(function() json.decode(nil) end)
   end)
 
+  it("reuses its buffer safely: after a raise, for big results, and from a finalizer", function()
+    assert.has_error(function() json.encode({ "half", print }) end, "json: cannot encode a function")
+    assert.equal('["after"]', json.encode({ "after" }))
+    local big = string.rep("x", 400 * 1024)
+    assert.equal('"' .. big .. '"', json.encode(big))
+    assert.equal("[1]", json.encode({ 1 }))
+    -- finalizers that encode while other encodes run: every result stays whole
+    local seen = {}
+    for _ = 1, 200 do
+      setmetatable({}, { __gc = function() seen[#seen + 1] = json.encode({ k = "from gc" }) end })
+    end
+    for i = 1, 2000 do
+      assert.equal('{"i":' .. i .. '}', json.encode({ i = i }))
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(#seen > 0)
+    for _, s in ipairs(seen) do assert.equal('{"k":"from gc"}', s) end
+  end)
+
   it("round-trips", function()
     local doc = { name = "x", list = { 1, "two", false }, nested = { deep = { 1.25 } } }
     assert.same(doc, json.decode(json.encode(doc)))

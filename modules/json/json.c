@@ -24,13 +24,22 @@
 #define OBJECT_MT "moonbox.json.object"
 #define MAX_DEPTH 200
 
-/* The output buffer: malloc'd memory owned by a userdata on the stack (its __gc frees it), so
- * an error anywhere leaks nothing and the stack can be used freely while encoding. */
+/* The output buffer: malloc'd memory owned by one userdata per module instance (an upvalue of
+ * encode; its __gc frees it), reused by every encode so an encode creates no object with a
+ * finalizer (each one costs the collector's non-incremental atomic step a walk and a
+ * resurrection). An error anywhere leaks nothing: the next encode starts over. Encoding runs no
+ * Lua code and allocates no Lua object until the result is pushed; `busy` is set around that
+ * push, where a collector step may run a finalizer that encodes: that one gets a buffer of its
+ * own (as does every encode after a push that failed for lack of memory). Capacity above
+ * JBUF_KEEP is handed to a temporary buffer before the push, so it is not kept. */
 typedef struct jbuf {
   lua_State *L;
   char *p;
   size_t len, cap;
+  int busy;
 } jbuf;
+
+#define JBUF_KEEP (256u << 10)
 
 static int jbuf_gc(lua_State *L)
 {
@@ -230,22 +239,38 @@ static void enc_value(lua_State *L, jbuf *b, int idx, int depth)
   }
 }
 
-static int json_encode(lua_State *L)
+static jbuf *jbuf_new(lua_State *L)
 {
-  luaL_checkany(L, 1);
-  lua_settop(L, 1);
   jbuf *b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
-  b->L = L;
   if (luaL_newmetatable(L, "moonbox.json.Buffer")) {
     lua_pushcfunction(L, jbuf_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
+  return b;
+}
+
+static int json_encode(lua_State *L)
+{
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  jbuf *b = lua_touserdata(L, lua_upvalueindex(1));
+  if (b->busy) b = jbuf_new(L); /* re-entered from a finalizer during the push below */
+  b->L = L;
+  b->len = 0;
   enc_value(L, b, 1, 0);
+  b->busy = 1; /* from here on a finalizer's encode must not touch b */
+  if (b->cap > JBUF_KEEP) {
+    jbuf *tmp = jbuf_new(L); /* owns the big buffer from now on: the push may raise */
+    *tmp = *b;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    b->busy = 0;
+    b = tmp;
+  }
   lua_pushlstring(L, b->p ? b->p : "", b->len);
-  free(b->p);
-  b->p = NULL;
+  b->busy = 0;
   return 1;
 }
 
@@ -330,9 +355,11 @@ MB_EXPORT int luaopen_moonbox_json(lua_State *L)
   lua_pushliteral(L, "cjson");
   lua_call(L, 1, 1);
   int cjson = lua_gettop(L);
-  static const luaL_Reg funcs[] = {
-      {"encode", json_encode}, {"array", json_array}, {"object", json_object}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {{"array", json_array}, {"object", json_object}, {NULL, NULL}};
   luaL_newlib(L, funcs);
+  jbuf_new(L);
+  lua_pushcclosure(L, json_encode, 1);
+  lua_setfield(L, -2, "encode");
   lua_getfield(L, cjson, "decode");
   lua_pushcclosure(L, json_decode, 1);
   lua_setfield(L, -2, "decode");
