@@ -1,12 +1,15 @@
 /* sched.c: tasks, the only place that calls lua_resume (see scheduler.h for the waiting protocol).
  *
  * A task is a userdata "moonbox.task.Task" whose user values are its coroutine and, once it
- * failed, its error value. While unfinished it is anchored in the registry (one luaL_ref,
- * released when it finishes), so a task nobody holds still runs to the end. A finished task keeps
- * its results on its dead coroutine's stack for join; a failed or cancelled one is closed
- * (lua_resetthread) so its <close> variables run. The scheduler state is a userdata anchored in the
- * registry
- * ("moonbox.sched"), created after the loop so Lua finalizes it first.
+ * failed, its error value. Its metatable has no __gc: an object with a finalizer costs the
+ * collector's non-incremental atomic step a walk, and a dead one is resurrected there with all it
+ * references (here a whole coroutine). Only a task that failed is switched to a second metatable
+ * (registry "moonbox.task.FailedTask", same methods and __name) whose __gc reports a failure
+ * nobody joined and frees the traceback. While unfinished it is anchored in the registry (one
+ * luaL_ref, released when it finishes), so a task nobody holds still runs to the end. A finished
+ * task keeps its results on its dead coroutine's stack for join; a failed or cancelled one is
+ * closed (lua_resetthread) so its <close> variables run. The scheduler state is a userdata anchored
+ * in the registry ("moonbox.sched"), created after the loop so Lua finalizes it first.
  *
  * A task is resumed from a deferred loop callback (mb_defer), never from inside another task's
  * native call except when that call blocks (runs the loop nested). `running` is the task being
@@ -20,6 +23,7 @@
 #include <string.h>
 
 #define TASK_MT "moonbox.task.Task"
+#define FAILED_MT "moonbox.task.FailedTask"
 
 enum { T_READY, T_RUNNING, T_WAITING, T_DONE, T_FAILED, T_CANCELLED };
 
@@ -130,6 +134,9 @@ static void record_error(sched *s, mb_task *t)
 {
   lua_State *A = s->aux;
   int top = lua_gettop(A);
+  lua_rawgeti(A, LUA_REGISTRYINDEX, t->anchor);
+  luaL_setmetatable(A, FAILED_MT); /* from now on its __gc frees the traceback */
+  lua_pop(A, 1);
   lua_pushvalue(t->co, -1);
   lua_xmove(t->co, A, 1);
   const char *msg = lua_type(A, -1) == LUA_TSTRING ? lua_tostring(A, -1) : NULL;
@@ -367,7 +374,10 @@ int mb_await_work(lua_State *L, void (*fn)(void *arg), void *arg, int keep, lua_
 
 mb_task *mb_task_check(lua_State *L, int idx)
 {
-  return luaL_checkudata(L, idx, TASK_MT);
+  mb_task *t = luaL_testudata(L, idx, TASK_MT);
+  if (t == NULL) t = luaL_testudata(L, idx, FAILED_MT);
+  if (t == NULL) luaL_typeerror(L, idx, TASK_MT);
+  return t;
 }
 
 const char *mb_task_status(const mb_task *t)
@@ -385,7 +395,7 @@ int mb_task_push_traceback(lua_State *L, mb_task *t)
 
 static int task_gc(lua_State *L)
 {
-  mb_task *t = luaL_checkudata(L, 1, TASK_MT);
+  mb_task *t = luaL_checkudata(L, 1, FAILED_MT);
   /* A failure nobody joined is reported when the task is dropped (at the latest at exit). */
   if (t->state == T_FAILED && t->report && !t->observed) print_failure(t);
   free(t->traceback);
@@ -395,7 +405,7 @@ static int task_gc(lua_State *L)
 
 static int task_tostring(lua_State *L)
 {
-  mb_task *t = luaL_checkudata(L, 1, TASK_MT);
+  mb_task *t = mb_task_check(L, 1);
   lua_pushfstring(L, TASK_MT ": %p (%s)", (void *)t, mb_task_status(t));
   return 1;
 }
@@ -423,8 +433,15 @@ static void ensure_class(lua_State *L)
                                      {"status", task_status_l},
                                      {"traceback", task_traceback_l},
                                      {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__gc", task_gc}, {"__tostring", task_tostring}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__tostring", task_tostring}, {NULL, NULL}};
   mb_newclass(L, TASK_MT, methods, meta);
+  static const luaL_Reg failed_meta[] = {
+      {"__gc", task_gc}, {"__tostring", task_tostring}, {NULL, NULL}};
+  mb_newclass(L, FAILED_MT, methods, failed_meta);
+  luaL_getmetatable(L, FAILED_MT);
+  lua_pushstring(L, TASK_MT); /* errors and tostring name both kinds the same */
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
 }
 
 mb_task *mb_task_spawn(lua_State *L, int nargs, int report)

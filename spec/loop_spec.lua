@@ -97,6 +97,10 @@ describe("moonbox tasks", function()
     local ok2, err2 = pcall(t2.join, t2)
     assert.is_false(ok2)
     assert.equal(obj, err2)
+    -- a failed task is the same type to its methods, tostring and argument checks
+    assert.matches("^moonbox.task.Task: .* %(failed%)$", tostring(t))
+    assert.is_false(t:cancel())
+    assert.has_error(function() t.join({}) end, "bad argument #1 to 'join' (moonbox.task.Task expected, got table)")
   end)
 
   it("keeps other tasks running when one fails", function()
