@@ -326,7 +326,13 @@ static int request_k(lua_State *L, int status, lua_KContext ctx)
         curl_easy_pause(r->x.easy, CURLPAUSE_CONT);
       }
     }
-    if (r->x.finished) return finish(L, r);
+    if (r->x.finished) {
+      /* Drop on_chunk: the request userdata has a finalizer, and the collector resurrects all
+       * that a dead one references before running it. */
+      lua_pushnil(L);
+      lua_setiuservalue(L, 2, 1);
+      return finish(L, r);
+    }
     mb_http_rearm(&r->x);
     if (mb_task_current(L) != NULL && lua_isyieldable(L))
       return mb_await(L, &r->x.wait, request_k, ctx);
