@@ -21,7 +21,7 @@
 /* Collector settings for the host's state (see main()): pause in percent, step multiplier,
  * log2 of the step size in bytes. */
 #define MB_GC_PAUSE 200
-#define MB_GC_STEPMUL 4
+#define MB_GC_STEPMUL 8
 #define MB_GC_STEPSIZE 10
 
 static const char usage[] =
@@ -236,10 +236,12 @@ int main(int argc, char **argv)
   /* The loop must not stall. Lua 5.4's incremental collector does (bytes allocated / 16 *
    * stepmul) units of work (a unit: a slot marked or an object swept) in the allocation that
    * triggers a step; at the default 100 a task allocating 50 KB in one resume paid 30-50 ms of
-   * sweeping and marking (bench/agents.lua). At 4 it pays a quarter unit per byte: marking costs at
-   * most a unit per 16 bytes and sweeping one per object, so a cycle still ends within about half
-   * the live heap of new allocation (peak heap about 2.5x live instead of 2x with pause 200), and
-   * 1 KB steps keep each slice short. Scripts may call collectgarbage("incremental", ...). */
+   * sweeping and marking (bench/agents.lua). At 8 it pays half a unit per byte: marking costs at
+   * most a unit per 16 bytes and sweeping one per object, so a cycle still ends within about a
+   * fifth of the live heap of new allocation (peak heap about 2.2x live instead of 2x with pause
+   * 200), and 1 KB steps keep each slice short. 4 did no better for the agents and made 1,000
+   * hashline edits of a 400 KB file (bench/toolset.lua) up to twice as slow. Scripts may call
+   * collectgarbage("incremental", ...) to choose otherwise. */
   lua_gc(L, LUA_GCINC, MB_GC_PAUSE, MB_GC_STEPMUL, MB_GC_STEPSIZE);
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);
