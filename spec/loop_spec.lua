@@ -345,6 +345,15 @@ describe("moonbox run", function()
     assert.matches("after", out, 1, true)
   end)
 
+  it("runs scripts with a gentler incremental collector (short loop stalls)", function()
+    -- setstepmul/setpause return the values they replace: the host's, see host/main.c
+    local out, rc = run_script([[
+      print(collectgarbage("setstepmul", 8), collectgarbage("setpause", 200), collectgarbage("isrunning"))
+    ]])
+    assert.equal(0, rc)
+    assert.equal("8\t200\ttrue\n", out)
+  end)
+
   it("exits 1 with the traceback when the main task fails, cancelling the rest", function()
     local out, rc = run_script([[
       local moonbox = require "moonbox"
