@@ -33,12 +33,15 @@ local function listing(dir)
   return s
 end
 
-local function mode_of(path)
-  local p = assert(io.popen("stat -c %a " .. q(path)))
+-- One field of stat(1) for path: "%a" the mode bits in octal, "%i" the inode number.
+local function stat_of(format, path)
+  local p = assert(io.popen("stat -c " .. format .. " " .. q(path)))
   local s = p:read("l")
   p:close()
   return s
 end
+
+local function mode_of(path) return stat_of("%a", path) end
 
 local function fails(code, r, msg, got)
   assert.is_nil(r, "expected " .. code .. ", got a result")
@@ -381,12 +384,7 @@ describe("local_backend writes", function()
   end)
 
   describe("edit bursts", function()
-    local function ino(path)
-      local p = assert(io.popen("stat -c %i " .. q(path)))
-      local s = p:read("l")
-      p:close()
-      return s
-    end
+    local function ino(path) return stat_of("%i", path) end
     local function spare_name(dir)
       return listing(dir):match("(%.mb%-%x+%.tmp)\n")
     end
