@@ -3,15 +3,9 @@ local fake_llm = require "spec.support.fake_llm"
 
 local exe = os.getenv("MOONBOX_EXE") or "build/moonbox"
 
-local function tmpdir() return (require("spec.support.tmpdir").make()) end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local files = require "spec.support.tmpdir"
+local function tmpdir() return (files.make()) end
+local read_file = files.read
 
 -- runs the CLI with stdin from /dev/null; returns stdout, stderr, exit status
 local function run(args, env)

@@ -4,15 +4,9 @@ local moonbox = require "moonbox"
 local json = require "moonbox.json"
 local fake_llm = require "spec.support.fake_llm"
 
-local function tmpdir() return (require("spec.support.tmpdir").make()) end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local files = require "spec.support.tmpdir"
+local function tmpdir() return (files.make()) end
+local read_file = files.read
 
 describe("moonbox.agent", function()
   local srv

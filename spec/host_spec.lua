@@ -1,13 +1,8 @@
 -- The host executable: command line, arg table, exit codes, module paths.
 local moonbox = require "moonbox"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
-  local out = p:read("a")
-  p:close()
-  local body, rc = out:match("^(.-)rc=(%d+)\n$")
-  return body, tonumber(rc)
-end
+local files = require "spec.support.tmpdir"
+local sh = files.capture
 
 local exe = (os.getenv("MOONBOX_EXE") or "build/moonbox")
 

@@ -7,24 +7,9 @@ local tmp = require "spec.support.tmpdir"
 local q = tmp.sh_quote
 local exe = os.getenv("MOONBOX_EXE") or "build/moonbox"
 
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  assert(ok == true or ok == 0, cmd)
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local sh = tmp.run
+local slurp = tmp.read
+local spit = tmp.write
 
 local function listing(dir)
   local p = assert(io.popen("ls -A " .. q(dir)))

@@ -10,13 +10,7 @@ local exe = os.getenv("MOONBOX_EXE") or "build/moonbox"
 -- (a 2-core CI machine running the sanitizer or coverage build can take seconds to start a host).
 local PATIENCE = 15
 
-local function read_file(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = tmpdir.read
 
 -- A pid is gone when /proc has no entry for it (a zombie would still have one).
 local function gone(pid, within)

@@ -4,13 +4,8 @@ local moonbox = require "moonbox"
 
 local exe = os.getenv("MOONBOX_EXE") or "build/moonbox"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
-  local out = p:read("a")
-  p:close()
-  local body, rc = out:match("^(.-)rc=(%d+)\n$")
-  return body, tonumber(rc)
-end
+local files = require "spec.support.tmpdir"
+local sh = files.capture
 
 local function tmpscript(text)
   local name = os.tmpname()

@@ -7,19 +7,8 @@ local tmpdir = require "spec.support.tmpdir"
 
 local exe = os.getenv("MOONBOX_EXE") or "build/moonbox"
 
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local write_file = tmpdir.write
+local read_file = tmpdir.read
 
 local function wait_until(pred, seconds)
   local deadline = moonbox.now() + (seconds or 15)

@@ -13,24 +13,9 @@ local helper = assert(native.helper())
 local bindir = helper:match("^(.*)/[^/]+$")
 local probe = bindir .. "/moonbox-escape-probe"
 
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  assert(ok == true or ok == 0, cmd)
-end
-
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local sh = tmp.run
+local slurp = tmp.read
+local spit = tmp.write
 
 local function host(cmd)
   local p = assert(io.popen(cmd))
